@@ -1,0 +1,3 @@
+from lacak.cli import main
+
+main()

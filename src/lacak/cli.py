@@ -1,0 +1,234 @@
+"""The `lacak` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from lacak import logs
+from lacak.errors import LacakError
+from lacak.orders.models import Driver, State
+from lacak.settings import Settings
+from lacak.storage import migrate as migrations
+from lacak.wiring import Services, services
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except LacakError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _prepare(settings: Settings) -> None:
+    """The embedded default migrates itself; PostgreSQL is migrated by `lacak migrate`."""
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+
+
+def run(work: Callable[[Services], Awaitable[T]]) -> T:
+    settings = _settings()
+    _prepare(settings)
+
+    async def main() -> T:
+        async with services(settings) as s:
+            return await work(s)
+
+    try:
+        return asyncio.run(main())
+    except LacakError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else human)
+
+
+@click.group()
+def main() -> None:
+    """lacak: a self-hostable instant-delivery tracking server."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    migrations.upgrade(settings.resolved_database_url)
+    click.echo(f"migrated to {migrations.head_revision()}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default LACAK_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default LACAK_PORT or 8080).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Server processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP server."""
+    import uvicorn
+
+    settings = _settings()
+    _prepare(settings)
+    logs.configure(settings.log_level)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to shared files so /metrics adds them all up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lacak-metrics-")
+    uvicorn.run(
+        "lacak.http.asgi:app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+@main.group()
+def merchant() -> None:
+    """Merchant accounts."""
+
+
+@merchant.command("create")
+@click.argument("name")
+@click.option("--prepaid", is_flag=True, help="Orders wait as `created` until marked paid.")
+@click.option("--json", "as_json", is_flag=True, help="Print {merchant_id, api_key} as JSON.")
+def merchant_create(name: str, prepaid: bool, as_json: bool) -> None:
+    """Create a merchant and print its API key (shown only once)."""
+    m, key = run(lambda s: s.merchants.create(name, prepaid=prepaid))
+    _emit({"merchant_id": m.id, "api_key": key}, as_json,
+          f"merchant {m.id} ({m.name}) created\napi key: {key}\n(shown once; store it now)")  # fmt: skip
+
+
+@merchant.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def merchant_list(as_json: bool) -> None:
+    """List merchants."""
+    rows = run(lambda s: s.store.list_merchants())
+    data = [{"merchant_id": m.id, "name": m.name, "payment_mode": m.payment_mode.value,
+             "callback_url": m.callback_url, "active_keys": n} for m, n in rows]  # fmt: skip
+    human = "\n".join(f"{d['merchant_id']:>5}  {d['name']:<30} {d['payment_mode']:<10} "
+                      f"keys={d['active_keys']}  callback={d['callback_url'] or '-'}" for d in data)  # fmt: skip
+    _emit(data, as_json, human or "no merchants")
+
+
+@merchant.command("prepaid")
+@click.argument("merchant_ref", metavar="MERCHANT")
+@click.option("--off", is_flag=True, help="Back to paying on creation.")
+def merchant_prepaid(merchant_ref: str, off: bool) -> None:
+    """Make a merchant's new orders wait for an operator to mark them paid."""
+    m = run(lambda s: s.merchants.set_prepaid(merchant_ref, not off))
+    click.echo(f"merchant {m.id}: payment_mode={m.payment_mode.value}")
+
+
+@main.group()
+def key() -> None:
+    """Merchant API keys."""
+
+
+@key.command("rotate")
+@click.argument("merchant_ref", metavar="MERCHANT")
+@click.option("--json", "as_json", is_flag=True)
+def key_rotate(merchant_ref: str, as_json: bool) -> None:
+    """Replace the merchant's key (the old one stops working within 5 s everywhere)."""
+    m, new = run(lambda s: s.merchants.rotate_key(merchant_ref))
+    _emit({"merchant_id": m.id, "api_key": new}, as_json, f"new api key for {m.name}: {new}")
+
+
+@key.command("revoke")
+@click.argument("merchant_ref", metavar="MERCHANT")
+def key_revoke(merchant_ref: str) -> None:
+    """Revoke every key of the merchant."""
+    m, n = run(lambda s: s.merchants.revoke_keys(merchant_ref))
+    click.echo(f"revoked {n} key(s) of {m.name}")
+
+
+@main.group()
+def order() -> None:
+    """Orders, by hand."""
+
+
+async def _merchant_id(s: Services, ref: str | None) -> int | None:
+    return None if ref is None else (await s.merchants.get(ref)).id
+
+
+@order.command("advance")
+@click.argument("order_id")
+@click.argument("state", type=click.Choice([s.value for s in State]))
+@click.option("--merchant", "merchant_ref", help="Merchant id or name, if the id is ambiguous.")
+@click.option("--driver-name")
+@click.option("--driver-phone")
+@click.option("--driver-photo")
+@click.option("--tracking-code")
+@click.option("--reason")
+def order_advance(order_id: str, state: str, merchant_ref: str | None, driver_name: str | None,
+                  driver_phone: str | None, driver_photo: str | None, tracking_code: str | None,
+                  reason: str | None) -> None:  # fmt: skip
+    """Move an order to STATE (operator source), by the lifecycle rules."""
+    driver = Driver(driver_name, driver_phone, driver_photo) if driver_name or driver_phone else None
+
+    async def work(s: Services) -> tuple[str, int, str]:
+        o = await s.orders.locate(order_id, await _merchant_id(s, merchant_ref))
+        d = await s.orders.advance(o.merchant_id, o.order_id, State(state), driver=driver,
+                                   tracking_code=tracking_code, reason=reason)  # fmt: skip
+        return d.outcome.value, d.order.seq, d.order.state.value
+
+    outcome, seq, now = run(work)
+    click.echo(f"{order_id}: {outcome}; state={now} seq={seq}")
+    if outcome != "applied":
+        sys.exit(1)
+
+
+@order.command("show")
+@click.argument("order_id")
+@click.option("--merchant", "merchant_ref")
+def order_show(order_id: str, merchant_ref: str | None) -> None:
+    """Print an order and its history as JSON."""
+
+    async def work(s: Services) -> dict[str, Any]:
+        o = await s.orders.locate(order_id, await _merchant_id(s, merchant_ref))
+        return {"order": msgspec.to_builtins(o),
+                "history": msgspec.to_builtins(await s.store.history(o.pk))}  # fmt: skip
+
+    click.echo(json.dumps(run(work), indent=2))
+
+
+@main.group()
+def payment() -> None:
+    """Payments."""
+
+
+@payment.command("paid")
+@click.argument("payment_id")
+@click.option("--merchant", "merchant_ref", required=True)
+def payment_paid(payment_id: str, merchant_ref: str) -> None:
+    """Mark a prepaid payment as paid: its orders move on to finding_driver."""
+
+    async def work(s: Services) -> str:
+        m = await s.merchants.get(merchant_ref)
+        return (await s.orders.mark_paid(m.id, payment_id)).payment_id
+
+    click.echo(f"{run(work)} paid")
+
+
+@main.command()
+@click.option("--base-url", default=None, help="Base URL to print in the examples.")
+def demo(base_url: str | None) -> None:
+    """Create a demo merchant with a few orders, and print curl and SDK examples."""
+    from lacak.demo import seed
+
+    settings = _settings()
+    url = base_url or f"http://{settings.host}:{settings.port}"
+    click.echo(run(lambda s: seed(s, url)))

@@ -1,0 +1,88 @@
+"""Demo data: a merchant, a few orders at different stages, and copy-paste examples."""
+
+from __future__ import annotations
+
+import textwrap
+
+from lacak.errors import NotFound
+from lacak.orders.models import Driver, Order, State
+from lacak.orders.requests import Item, Package, PickupRequest
+from lacak.pricing.quote import quote
+from lacak.wiring import Services
+
+DEMO = "demo"
+
+_TRIPS = [
+    # (origin, destination) around Yogyakarta, from KiriminAja's own examples
+    ((-7.8032616, 110.350244, "Wirobrajan, Kota Yogyakarta"),
+     (-7.7349434, 110.405355, "Minomartani, Ngaglik, Sleman")),
+    ((-7.854584, 110.331154, "Kasihan, Bantul"), (-7.776192, 110.325053, "Godean, Sleman")),
+    ((-7.782889, 110.367083, "Malioboro, Yogyakarta"), (-7.747452, 110.355406, "Jombor, Sleman")),
+]  # fmt: skip
+
+
+def _package(s: Services, i: int) -> Package:
+    (olat, olong, oaddr), (dlat, dlong, daddr) = _TRIPS[i]
+    q = quote(s.orders.tariff, "gosend", "instant", "motor", (olat, olong), (dlat, dlong))
+    assert q is not None
+    return Package(
+        origin_name="Toko Demo", origin_phone="081280045616", origin_lat=olat, origin_long=olong,
+        origin_address=oaddr, destination_name=f"Pelanggan {i + 1}", destination_phone="081234567890",
+        destination_lat=dlat, destination_long=dlong, destination_address=daddr,
+        shipping_price=q.shipping_cost, item=Item(name=f"Barang {i + 1}", price=20000, weight=1000),
+    )  # fmt: skip
+
+
+async def _key(s: Services) -> str:
+    try:
+        merchant = await s.merchants.get(DEMO)
+    except NotFound:
+        return (await s.merchants.create(DEMO))[1]
+    key = await s.merchants.api_key(merchant)
+    return key if key is not None else (await s.merchants.rotate_key(DEMO))[1]
+
+
+async def seed(s: Services, base_url: str) -> str:
+    key = await _key(s)
+    merchant = await s.merchants.get(DEMO)
+    req = PickupRequest(service="gosend", service_type="instant", order_prefix="DEMO",
+                        packages=[_package(s, i) for i in range(len(_TRIPS))])  # fmt: skip
+    _, orders = await s.orders.create(merchant, req)
+    await _progress(s, orders)
+    return _examples(base_url, key, orders[0].order_id)
+
+
+async def _progress(s: Services, orders: list[Order]) -> None:
+    driver = Driver("Budi Santoso", "081298765432", None)
+    first, second, _ = orders
+    await s.orders.advance(first.merchant_id, first.order_id, State.DRIVER_ASSIGNED,
+                           driver=driver, tracking_code="GK-11-3120092")  # fmt: skip
+    await s.orders.advance(second.merchant_id, second.order_id, State.DRIVER_ASSIGNED,
+                           driver=driver, tracking_code="GK-11-3120093")  # fmt: skip
+    for state in (State.AT_PICKUP, State.PICKED_UP, State.IN_TRANSIT, State.DELIVERED):
+        await s.orders.advance(second.merchant_id, second.order_id, state)
+
+
+def _examples(base: str, key: str, order_id: str) -> str:
+    return textwrap.dedent(f"""\
+        Demo merchant ready.  API key: {key}
+
+        Track an order:
+          curl -s {base}/api/mitra/v4/instant/tracking/{order_id} \\
+            -H 'Authorization: Bearer {key}'
+
+        Price a trip:
+          curl -s -X POST {base}/api/mitra/v4/instant/pricing \\
+            -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+            -d '{{"service":["gosend"],"item_price":20000,"weight":1000,"vehicle":"motor",
+                 "origin":{{"lat":-7.8032616,"long":110.350244,"address":"Wirobrajan"}},
+                 "destination":{{"lat":-7.7349434,"long":110.405355,"address":"Minomartani"}}}}'
+
+        Move it along (operator):
+          lacak order advance {order_id} at_pickup
+
+        With the official Python SDK (pip install kiriminaja):
+          from kiriminaja import KiriminAja
+          client = KiriminAja(base_url="{base}", api_key="{key}")
+          print(client.order.instant.track("{order_id}"))
+        """)

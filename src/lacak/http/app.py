@@ -1,0 +1,49 @@
+"""`create_app(settings)`: the ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lacak.http import admin, mitra, ops
+from lacak.http.envelope import error_response, fail
+from lacak.http.middleware import Observe
+from lacak.metrics import Metrics
+from lacak.settings import Settings
+from lacak.wiring import services
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return fail("route not found", 404, status=404)
+    if exc.status_code == 405:
+        return fail("method not allowed", 405, status=405, headers=exc.headers)
+    return fail(str(exc.detail), exc.status_code, status=exc.status_code)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with services(settings, metrics) as s:
+            app.state.services = s
+            yield
+
+    return Starlette(
+        routes=[*mitra.routes(), *admin.routes(), *ops.routes()],
+        lifespan=lifespan,
+        middleware=[Middleware(Observe, metrics=metrics, access_log=settings.access_log)],
+        exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
+    )

@@ -1,0 +1,161 @@
+"""Result shapes, one function per endpoint, each in that endpoint's own spelling.
+
+The wire is inconsistent on purpose (KiriminAja's own): `live_tracking_url` vs
+`live_track_url`, `photo` vs `image`, `poly_line` vs `polyline`, `lat`/`long` vs `lat_long`
+vs `latitude`/`longitude`. Each function emits exactly what its endpoint documents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lacak.orders.lifecycle import KA_STATUS
+from lacak.orders.models import Order, Payment, Place
+from lacak.orders.service import ServiceQuotes
+from lacak.timeutil import wire
+
+
+def tracking(o: Order) -> dict[str, Any]:
+    return {
+        "driver": {"name": o.driver.name, "phone": o.driver.phone, "photo": o.driver.photo},
+        "origin": _latlong(o.origin),
+        "destination": _latlong(o.destination),
+        "date": {
+            "created_at": wire(o.created_at),
+            "finished_at": wire(o.finished_at),
+            "allocated_at": wire(o.allocated_at),
+            "canceled_at": wire(o.canceled_at),
+        },
+        "cost": {
+            "shipping_cost": o.shipping_cost,
+            "insurance": o.insurance,
+            "admin_fee": o.admin_fee,
+            "total_price": o.total_price,
+        },
+        "item": {"price": o.item_price, "description": o.item_name},
+        "order_id": o.order_id,
+        "service": o.service,
+        "service_type": o.service_type,
+        "tracking_code": o.tracking_code,
+        "cancel_description": o.cancel_description,
+        "live_tracking_url": o.live_tracking_url,
+        "status": KA_STATUS[o.state],
+        "status_name": o.state.value,
+    }
+
+
+def _latlong(p: Place) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "address": p.address,
+        "address_note": p.address_note,
+        "phone": p.phone,
+        "lat": p.lat,
+        "long": p.long,
+    }
+
+
+def pricing(quotes: list[ServiceQuotes]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": sq.service,
+            "costs": [
+                {
+                    "service_type": q.service_type,
+                    "estimation": q.estimation,
+                    "price": {
+                        "admin_fee": q.admin_fee,
+                        "shipping_costs": q.shipping_cost,
+                        "total_price": q.total_price,
+                    },
+                }
+                for q in sq.quotes
+            ],
+            "insurances": [{"value": value, "type": kind} for kind, value in sq.insurances],
+        }
+        for sq in quotes
+    ]
+
+
+def _payment(p: Payment, *, label: bool) -> dict[str, Any]:
+    status: str | int = ("paid" if p.paid else "unpaid") if label else p.status_code
+    return {
+        "payment_id": p.payment_id,
+        "amount": p.amount,
+        "status_code": status,
+        "qr_content": p.qr_content,
+        "pay_time": wire(p.pay_time),
+    }
+
+
+def pickup(payment: Payment, orders: list[Order]) -> dict[str, Any]:
+    return {
+        "payment": _payment(payment, label=True),
+        "packages": [
+            {
+                "awb": o.tracking_code,
+                "order_id": o.order_id,
+                "service": o.service,
+                "service_type": o.service_type,
+                "status": KA_STATUS[o.state],
+                "live_track_url": o.live_tracking_url,
+                "poly_line": o.poly_line,
+                "origin": _lat_long(o.origin),
+                "destination": _lat_long(o.destination),
+                "driver": {"name": o.driver.name, "phone": o.driver.phone, "image": o.driver.photo},
+            }
+            for o in orders
+        ],
+    }
+
+
+def _lat_long(p: Place) -> dict[str, Any]:
+    return {"name": p.name, "address": p.address, "phone": p.phone, "lat_long": f"{p.lat},{p.long}"}
+
+
+def _latitude(p: Place) -> dict[str, Any]:
+    return {"name": p.name, "address": p.address, "phone": p.phone, "latitude": p.lat,
+            "longitude": p.long}  # fmt: skip
+
+
+def void(payment: Payment, order: Order) -> dict[str, Any]:
+    return {
+        "payment": _payment(payment, label=False),
+        "packages": [
+            {
+                "awb": order.tracking_code,
+                "order_id": order.order_id,
+                "service": order.service,
+                "service_type": order.service_type,
+                "status": KA_STATUS[order.state],
+                "live_track_url": order.live_tracking_url,
+                "polyline": order.poly_line,
+                "origin": _latitude(order.origin),
+                "destination": _latitude(order.destination),
+            }
+        ],
+    }
+
+
+def package_2025(o: Order) -> dict[str, Any]:
+    """The package shape of get_payment and of the 2025 webhooks."""
+    return {
+        "awb": o.tracking_code,
+        "order_id": o.order_id,
+        "service": o.service,
+        "service_type": o.service_type,
+        "status": KA_STATUS[o.state],
+        "live_tracking_url": o.live_tracking_url,
+        "poly_line": o.poly_line,
+        "origin": _latitude(o.origin),
+        "destination": _latitude(o.destination),
+        "driver": {"name": o.driver.name, "phone": o.driver.phone, "image": o.driver.photo},
+    }
+
+
+def payment(p: Payment, orders: list[Order]) -> dict[str, Any]:
+    return {**_payment(p, label=False), "packages": [package_2025(o) for o in orders]}
+
+
+def find_new_driver(o: Order) -> dict[str, Any]:
+    return {"awb": o.tracking_code, "order_id": o.order_id}

@@ -1,0 +1,40 @@
+"""Prometheus metrics, one registry per app (or the multiprocess collector under workers)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lacak_http_requests", "HTTP requests by route and status",
+            ["method", "route", "status"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "lacak_http_request_seconds", "HTTP request latency by route",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.lookups = Counter(
+            "lacak_tracking_lookups", "Tracking lookups by result", ["result"], registry=r
+        )
+        self.state_changes = Counter(
+            "lacak_state_changes", "Order state change requests by target state and outcome",
+            ["state", "outcome"], registry=r,
+        )  # fmt: skip
+        self.orders_created = Counter("lacak_orders_created", "Orders created", registry=r)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Under several worker processes each keeps its own numbers in shared files.
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)

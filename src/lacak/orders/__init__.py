@@ -1,0 +1,1 @@
+"""Orders: the order record, its lifecycle, and the use-cases that change it."""

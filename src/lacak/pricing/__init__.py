@@ -1,0 +1,1 @@
+"""Pricing: tariffs, distances and quotes."""

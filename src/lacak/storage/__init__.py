@@ -1,0 +1,1 @@
+"""Storage: one store over two databases (embedded SQLite, PostgreSQL)."""

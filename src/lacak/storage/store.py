@@ -1,0 +1,409 @@
+"""The repository: every query lacak runs, over either database.
+
+Each public method is one transaction or one read. State changes go through `_persist`,
+which writes the order, its history row and its outbox row together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import msgspec
+
+from lacak.errors import DuplicateOrderId, NotFound
+from lacak.merchants.models import Merchant, PaymentMode
+from lacak.orders import lifecycle
+from lacak.orders.models import (
+    PAID,
+    HistoryEvent,
+    Order,
+    Outcome,
+    Payment,
+    Source,
+    State,
+    Update,
+)
+from lacak.storage.db import Connection, Database
+from lacak.storage.rows import (
+    EVENT_COLUMNS,
+    MERCHANT_COLUMNS,
+    ORDER_COLUMNS,
+    PAYMENT_COLUMNS,
+    event_from_row,
+    event_values,
+    merchant_from_row,
+    order_from_row,
+    order_values,
+    payment_from_row,
+    placeholders,
+)
+
+_ORDER_INSERT_COLUMNS = ORDER_COLUMNS.removeprefix("id, ")
+_N_ORDER = len(_ORDER_INSERT_COLUMNS.split(","))
+_N_EVENT = len(EVENT_COLUMNS.split(","))
+
+Guard = Callable[[Order], None]
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """An outbox row as the store sees it (the dispatcher comes later)."""
+
+    id: int
+    event_id: str
+    merchant_id: int
+    order_pk: int
+    seq: int
+    state: str
+    status: str
+    payload: str
+
+
+def new_event_id() -> str:
+    return "msg_" + secrets.token_hex(16)
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- merchants and keys -------------------------------------------------------------------
+
+    async def create_merchant(
+        self, name: str, mode: PaymentMode, key_hash: str, key_enc: str, now: datetime
+    ) -> Merchant:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                "INSERT INTO merchants (name, payment_mode, created_at) VALUES ($1, $2, $3)"
+                f" RETURNING {MERCHANT_COLUMNS}",
+                name, mode.value, now,
+            )  # fmt: skip
+            assert row is not None
+            merchant = merchant_from_row(row)
+            await self._insert_key(tx, merchant.id, key_hash, key_enc, now)
+        return merchant
+
+    async def _insert_key(
+        self, tx: Connection, merchant_id: int, key_hash: str, key_enc: str, now: datetime
+    ) -> None:
+        await tx.execute(
+            "INSERT INTO api_keys (merchant_id, key_hash, key_enc, created_at) VALUES ($1, $2, $3, $4)",
+            merchant_id, key_hash, key_enc, now,
+        )  # fmt: skip
+
+    async def merchant_for_key(self, key_hash: str) -> tuple[Merchant, str] | None:
+        row = await self.db.fetchrow(
+            f"SELECT {', '.join('m.' + c for c in MERCHANT_COLUMNS.split(', '))}, k.key_hash"
+            " FROM api_keys k JOIN merchants m ON m.id = k.merchant_id"
+            " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            key_hash,
+        )
+        return None if row is None else (merchant_from_row(row), row["key_hash"])
+
+    async def find_merchant(self, ref: str) -> Merchant | None:
+        if ref.isdigit():
+            row = await self.db.fetchrow(
+                f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", int(ref)
+            )
+        else:
+            row = await self.db.fetchrow(
+                f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE name = $1", ref
+            )
+        return None if row is None else merchant_from_row(row)
+
+    async def list_merchants(self) -> list[tuple[Merchant, int]]:
+        rows = await self.db.fetch(
+            f"SELECT {MERCHANT_COLUMNS}, (SELECT count(*) FROM api_keys k"
+            " WHERE k.merchant_id = merchants.id AND k.revoked_at IS NULL) AS active_keys"
+            " FROM merchants ORDER BY id"
+        )
+        return [(merchant_from_row(r), r["active_keys"]) for r in rows]
+
+    async def rotate_key(self, merchant_id: int, key_hash: str, key_enc: str, now: datetime) -> None:
+        async with self.db.transaction() as tx:
+            await self._revoke(tx, merchant_id, now)
+            await self._insert_key(tx, merchant_id, key_hash, key_enc, now)
+
+    async def revoke_keys(self, merchant_id: int, now: datetime) -> int:
+        async with self.db.transaction() as tx:
+            return await self._revoke(tx, merchant_id, now)
+
+    async def _revoke(self, tx: Connection, merchant_id: int, now: datetime) -> int:
+        rows = await tx.fetch(
+            "UPDATE api_keys SET revoked_at = $2 WHERE merchant_id = $1 AND revoked_at IS NULL"
+            " RETURNING id",
+            merchant_id, now,
+        )  # fmt: skip
+        return len(rows)
+
+    async def active_key_enc(self, merchant_id: int) -> str | None:
+        row = await self.db.fetchrow(
+            "SELECT key_enc FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL"
+            " ORDER BY id DESC LIMIT 1",
+            merchant_id,
+        )
+        return None if row is None else str(row["key_enc"])
+
+    async def set_callback(self, merchant_id: int, url: str) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url)
+
+    async def set_payment_mode(self, merchant_id: int, mode: PaymentMode) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "UPDATE merchants SET payment_mode = $2 WHERE id = $1", merchant_id, mode.value
+            )
+
+    # -- orders: reads ------------------------------------------------------------------------
+
+    async def get_order(self, merchant_id: int, order_id: str) -> Order | None:
+        row = await self.db.fetchrow(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND order_id = $2",
+            merchant_id, order_id,
+        )  # fmt: skip
+        return None if row is None else order_from_row(row)
+
+    async def find_orders(self, order_id: str) -> list[Order]:
+        rows = await self.db.fetch(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 ORDER BY id", order_id
+        )
+        return [order_from_row(r) for r in rows]
+
+    async def history(self, order_pk: int) -> list[HistoryEvent]:
+        rows = await self.db.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM order_events WHERE order_pk = $1 ORDER BY id", order_pk
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def deliveries(self, order_pk: int) -> list[Delivery]:
+        rows = await self.db.fetch(
+            "SELECT id, event_id, merchant_id, order_pk, seq, state, status, payload"
+            " FROM deliveries WHERE order_pk = $1 ORDER BY id",
+            order_pk,
+        )
+        return [Delivery(**{k: r[k] for k in r.keys()}) for r in rows]
+
+    async def get_payment(self, merchant_id: int, payment_id: str) -> tuple[Payment, list[Order]]:
+        row = await self.db.fetchrow(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND payment_id = $2",
+            merchant_id, payment_id,
+        )  # fmt: skip
+        if row is None:
+            raise NotFound()
+        payment = payment_from_row(row)
+        return payment, await self._payment_orders(payment.pk)
+
+    async def _payment_orders(self, payment_pk: int) -> list[Order]:
+        rows = await self.db.fetch(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE payment_pk = $1 ORDER BY id", payment_pk
+        )
+        return [order_from_row(r) for r in rows]
+
+    async def payment_for(self, order: Order) -> Payment:
+        row = await self.db.fetchrow(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", order.payment_pk
+        )
+        assert row is not None, "every order has a payment (foreign key)"
+        return payment_from_row(row)
+
+    # -- orders: writes -----------------------------------------------------------------------
+
+    async def create_orders(
+        self,
+        merchant: Merchant,
+        prefix: str,
+        drafts: Sequence[Order],
+        payment: Payment,
+        now: datetime,
+    ) -> tuple[Payment, list[Order]]:
+        """Insert a payment and its orders; paid ones move on to finding_driver at once.
+
+        A draft with an empty `order_id` gets `{prefix}-{epoch ms}`, bumped past collisions.
+        """
+        async with self.db.transaction() as tx:
+            pid = await self._free_payment_id(tx, merchant.id, payment.payment_id)
+            row = await tx.fetchrow(
+                "INSERT INTO payments (merchant_id, payment_id, amount, status_code, qr_content,"
+                f" pay_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PAYMENT_COLUMNS}",
+                merchant.id, pid, payment.amount, payment.status_code, payment.qr_content,
+                payment.pay_time, now,
+            )  # fmt: skip
+            assert row is not None
+            saved_payment = payment_from_row(row)
+            orders: list[Order] = []
+            next_ms = int(now.timestamp() * 1000)
+            for draft in drafts:
+                order_id = draft.order_id
+                if order_id:
+                    if await self._order_exists(tx, merchant.id, order_id):
+                        raise DuplicateOrderId(order_id)
+                else:
+                    order_id, next_ms = await self._free_order_id(tx, merchant.id, prefix, next_ms)
+                order = await self._insert_order(
+                    tx, msgspec.structs.replace(draft, order_id=order_id, payment_pk=saved_payment.pk)
+                )
+                if saved_payment.paid:
+                    update = Update(state=State.FINDING_DRIVER, source=Source.API, occurred_at=now,
+                                    note="paid")  # fmt: skip
+                    order = await self._decide_and_persist(tx, merchant, order, update, now)
+                orders.append(order)
+        return saved_payment, orders
+
+    async def _order_exists(self, tx: Connection, merchant_id: int, order_id: str) -> bool:
+        found = await tx.fetchval(
+            "SELECT 1 FROM orders WHERE merchant_id = $1 AND order_id = $2", merchant_id, order_id
+        )
+        return found is not None
+
+    async def _free_order_id(
+        self, tx: Connection, merchant_id: int, prefix: str, ms: int
+    ) -> tuple[str, int]:
+        while await self._order_exists(tx, merchant_id, f"{prefix}-{ms}"):
+            ms += 1
+        return f"{prefix}-{ms}", ms + 1
+
+    async def _free_payment_id(self, tx: Connection, merchant_id: int, wanted: str) -> str:
+        base, _, num = wanted.rpartition("-")
+        n = int(num)
+        while await tx.fetchval(
+            "SELECT 1 FROM payments WHERE merchant_id = $1 AND payment_id = $2",
+            merchant_id, f"{base}-{n}",
+        ):  # fmt: skip
+            n += 1
+        return f"{base}-{n}"
+
+    async def _insert_order(self, tx: Connection, draft: Order) -> Order:
+        pk = await tx.fetchval(
+            f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({placeholders(_N_ORDER)})"
+            " RETURNING id",
+            *order_values(draft),
+        )
+        order = msgspec.structs.replace(draft, pk=pk)
+        created = HistoryEvent(
+            order_pk=pk, seq=order.seq, state=order.state, from_state=None,
+            outcome=Outcome.APPLIED, source=Source.API, occurred_at=order.created_at,
+            recorded_at=order.created_at,
+        )  # fmt: skip
+        await self._insert_event(tx, created)
+        return order
+
+    async def _insert_event(self, tx: Connection, event: HistoryEvent) -> None:
+        await tx.execute(
+            f"INSERT INTO order_events ({EVENT_COLUMNS}) VALUES ({placeholders(_N_EVENT)})",
+            *event_values(event),
+        )
+
+    async def transition(
+        self,
+        merchant_id: int,
+        order_id: str,
+        update: Update,
+        now: datetime,
+        guard: Guard | None = None,
+    ) -> lifecycle.Decision:
+        """Lock the order, let `guard` refuse (nothing written), decide, persist."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND order_id = $2"
+                " FOR UPDATE",
+                merchant_id, order_id,
+            )  # fmt: skip
+            if row is None:
+                raise NotFound()
+            order = order_from_row(row)
+            if guard is not None:
+                guard(order)
+            merchant = await self._merchant(tx, merchant_id)
+            return await self._decide(tx, merchant, order, update, now)
+
+    async def _merchant(self, tx: Connection, merchant_id: int) -> Merchant:
+        row = await tx.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", merchant_id)
+        assert row is not None
+        return merchant_from_row(row)
+
+    async def _decide(
+        self, tx: Connection, merchant: Merchant, order: Order, update: Update, now: datetime
+    ) -> lifecycle.Decision:
+        seen = bool(update.dedupe_key) and (
+            await tx.fetchval(
+                "SELECT 1 FROM order_events WHERE order_pk = $1 AND dedupe_key = $2",
+                order.pk, update.dedupe_key,
+            )  # fmt: skip
+            is not None
+        )
+        decision = lifecycle.decide(order, update, seen=seen, now=now)
+        await self._persist(tx, merchant, order, decision, now)
+        return decision
+
+    async def _decide_and_persist(
+        self, tx: Connection, merchant: Merchant, order: Order, update: Update, now: datetime
+    ) -> Order:
+        return (await self._decide(tx, merchant, order, update, now)).order
+
+    async def _persist(
+        self,
+        tx: Connection,
+        merchant: Merchant,
+        before: Order,
+        decision: lifecycle.Decision,
+        now: datetime,
+    ) -> None:
+        if decision.event is None:
+            return
+        if decision.outcome == Outcome.APPLIED:
+            after = decision.order
+            await tx.execute(
+                "UPDATE orders SET state = $2, hold_from = $3, seq = $4, tracking_code = $5,"
+                " driver_name = $6, driver_phone = $7, driver_photo = $8, cancel_description = $9,"
+                " live_tracking_url = $10, allocated_at = $11, finished_at = $12,"
+                " canceled_at = $13, updated_at = $14 WHERE id = $1",
+                after.pk, after.state.value, after.hold_from.value if after.hold_from else None,
+                after.seq, after.tracking_code, after.driver.name, after.driver.phone,
+                after.driver.photo, after.cancel_description, after.live_tracking_url,
+                after.allocated_at, after.finished_at, after.canceled_at, after.updated_at,
+            )  # fmt: skip
+            await self._insert_event(tx, decision.event)
+            await self._enqueue(tx, merchant, after, now)
+        else:
+            await self._insert_event(tx, decision.event)
+
+    async def _enqueue(self, tx: Connection, merchant: Merchant, order: Order, now: datetime) -> None:
+        # The outbox row is written in the state change's own transaction; a merchant with no
+        # callback yet still gets the row (`no_endpoint`) so nothing is lost if one is set later.
+        status = "pending" if merchant.callback_url else "no_endpoint"
+        await tx.execute(
+            "INSERT INTO deliveries (event_id, merchant_id, order_pk, seq, state, status, payload,"
+            " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            new_event_id(), merchant.id, order.pk, order.seq, order.state.value, status,
+            msgspec.json.encode(order).decode(), now, now,
+        )  # fmt: skip
+
+    async def mark_payment_paid(self, merchant_id: int, payment_id: str, now: datetime) -> Payment:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(
+                f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND payment_id = $2"
+                " FOR UPDATE",
+                merchant_id, payment_id,
+            )  # fmt: skip
+            if row is None:
+                raise NotFound()
+            payment = payment_from_row(row)
+            if payment.paid:
+                return payment
+            await tx.execute(
+                "UPDATE payments SET status_code = $2, pay_time = $3 WHERE id = $1",
+                payment.pk, PAID, now,
+            )  # fmt: skip
+            merchant = await self._merchant(tx, merchant_id)
+            rows = await tx.fetch(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE payment_pk = $1 ORDER BY id FOR UPDATE",
+                payment.pk,
+            )
+            for r in rows:
+                order = order_from_row(r)
+                if order.state == State.CREATED:
+                    update = Update(state=State.FINDING_DRIVER, source=Source.OPERATOR,
+                                    occurred_at=now, note="payment received")  # fmt: skip
+                    await self._decide(tx, merchant, order, update, now)
+        return msgspec.structs.replace(payment, status_code=PAID, pay_time=now)

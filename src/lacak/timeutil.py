@@ -1,0 +1,22 @@
+"""Time helpers: one UTC clock and the wire format every result timestamp uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+WIRE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def wire(value: datetime | str | None) -> str | None:
+    """`2024-01-19T04:01:37.000000Z`; SQLite already stores this text, so pass it through."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.astimezone(UTC).strftime(WIRE_FORMAT)
+
+
+def parse_wire(value: str) -> datetime:
+    return datetime.strptime(value, WIRE_FORMAT).replace(tzinfo=UTC)

@@ -1,0 +1,48 @@
+"""Builds lacak's parts from settings: one place, used by the server and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from lacak.crypto import SecretBox, load_or_create_key
+from lacak.merchants.service import Merchants
+from lacak.metrics import Metrics
+from lacak.orders.service import Orders
+from lacak.pricing.tariff import load_tariff
+from lacak.settings import Settings
+from lacak.storage.db import Database, connect
+from lacak.storage.store import Store
+from lacak.timeutil import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    store: Store
+    merchants: Merchants
+    orders: Orders
+    metrics: Metrics
+
+
+@asynccontextmanager
+async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Services]:
+    tariff = load_tariff(settings.tariff_file)
+    box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+    db = connect(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    await db.open()
+    try:
+        store = Store(db)
+        metrics = metrics or Metrics()
+        yield Services(
+            settings=settings,
+            db=db,
+            store=store,
+            merchants=Merchants(store, box, utcnow, settings.key_cache_ttl),
+            orders=Orders(store, tariff, utcnow, metrics),
+            metrics=metrics,
+        )
+    finally:
+        await db.close()
