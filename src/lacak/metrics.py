@@ -35,6 +35,6 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Under several worker processes each keeps its own numbers in shared files.
             merged = CollectorRegistry()
-            MultiProcessCollector(merged)
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # unannotated upstream
             return generate_latest(merged)
         return generate_latest(self.registry)

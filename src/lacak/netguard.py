@@ -33,6 +33,8 @@ def parse_url(url: str) -> tuple[str, str, int]:
         raise CallbackRefused("The url format is invalid.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CallbackRefused("The url must be an http or https URL.")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise CallbackRefused("The url format is invalid.")
     if parts.username or parts.password:
         raise CallbackRefused("The url must not carry credentials.")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
@@ -44,7 +46,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5
         )
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, ValueError):
+        # ValueError includes UnicodeError: the IDNA codec refuses an empty or over-long label
         raise CallbackRefused(f"The url host {host} does not resolve.") from None
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 

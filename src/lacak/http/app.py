@@ -24,7 +24,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return fail("route not found", 404, status=404)
     if exc.status_code == 405:
-        return fail("method not allowed", 405, status=405, headers=exc.headers)
+        return fail("method not allowed", 405, status=405, headers=dict(exc.headers or {}))
     return fail(str(exc.detail), exc.status_code, status=exc.status_code)
 
 

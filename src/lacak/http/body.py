@@ -20,19 +20,25 @@ _AT = re.compile(r" - at `([^`]+)`$")
 _KINDS = {
     "int": "an integer",
     "float": "a number",
-    "int | float": "a number",
     "str": "a string",
+    "bool": "a boolean",
     "array": "an array",
     "object": "an object",
-    "array | str | null": "an array",
-    "int | float | null": "a number",
-    "str | null": "a string",
 }
+_NUL_ESCAPE = b"\\u0000"
 
 
 def _path(raw: str) -> str:
     """`$.packages[0].item` → `packages.0.item`."""
     return re.sub(r"\[(\d+)\]", r".\1", raw.removeprefix("$")).lstrip(".")
+
+
+def _kind(expected: str) -> str:
+    """msgspec's `str | array | null` → `a string or an array` (null is "required", not a kind)."""
+    names = [n for n in expected.split(" | ") if n != "null"]
+    if set(names) == {"int", "float"}:
+        return "a number"
+    return " or ".join(_KINDS.get(n, f"a valid {n}") for n in names)
 
 
 def translate(exc: msgspec.ValidationError) -> ValidationError:
@@ -47,8 +53,7 @@ def translate(exc: msgspec.ValidationError) -> ValidationError:
     if m := _EXPECTED.search(message):
         if m.group(2) == "null":
             return ValidationError(f"The {where} field is required.", where)
-        kind = _KINDS.get(m.group(1), m.group(1).split(" ")[0])
-        return ValidationError(f"The {where} field must be {kind}.", where)
+        return ValidationError(f"The {where} field must be {_kind(m.group(1))}.", where)
     return ValidationError(f"The {where} field is invalid.", where)
 
 
@@ -71,8 +76,46 @@ async def decode(request: Request, kind: type[T]) -> T:
     if not raw.strip():
         raw = b"{}"
     try:
-        return msgspec.json.decode(raw, type=kind)
+        value = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
+        # msgspec stops at the first type error, possibly before reaching a syntax error
+        # further on (`{} garbage`): malformed JSON is a 400 whatever its shape.
+        _syntax_check(raw)
         raise translate(exc) from None
     except msgspec.DecodeError:
-        raise HTTPProblem(400, "request body is not valid JSON") from None
+        raise _not_json() from None
+    if _NUL_ESCAPE in raw:  # cheap pre-filter; PostgreSQL text cannot hold NUL
+        field = _nul_field(value, "")
+        if field is not None:
+            raise ValidationError(f"The {field} format is invalid.", field)
+    return value
+
+
+def _not_json() -> HTTPProblem:
+    return HTTPProblem(400, "request body is not valid JSON")
+
+
+def _syntax_check(raw: bytes) -> None:
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.ValidationError:
+        return  # well-formed, only out of msgspec's range (`1e400`)
+    except msgspec.DecodeError:
+        raise _not_json() from None
+
+
+def _nul_field(value: object, path: str) -> str | None:
+    """The first decoded field (not unknown, ignored ones) whose string holds a NUL."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, msgspec.Struct):
+        named = ((name, getattr(value, name)) for name in value.__struct_fields__)
+    elif isinstance(value, list | tuple):
+        named = ((str(i), item) for i, item in enumerate(value))
+    else:
+        return None
+    for name, item in named:
+        found = _nul_field(item, f"{path}.{name}" if path else name)
+        if found is not None:
+            return found
+    return None

@@ -90,7 +90,7 @@ def weight_grams(item: Item, field: str) -> int:
         raise ValidationError(f"The {name} field must be greater than 0.", name)
     if grams > MAX_WEIGHT_GRAMS:
         raise ValidationError(f"The {name} field may not be greater than 40 kg.", name)
-    return round(grams)
+    return max(1, round(grams))  # a positive weight never rounds down to 0 g
 
 
 def check_pricing(req: PricingRequest) -> None:

@@ -6,7 +6,7 @@ driver module adapts it and translates its own exceptions into `lacak.errors` in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -15,6 +15,10 @@ class Row(Protocol):
     def __getitem__(self, key: str | int, /) -> Any: ...
 
     def keys(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class Connection(Protocol):

@@ -44,43 +44,50 @@ ORDER_COLUMNS = (
 )
 
 
-def _place(row: Row, side: str) -> Place:
-    return Place(*(row[f"{side}_{f}"] for f in _PLACE))
+_STATES = State._value2member_map_
 
 
 def order_from_row(row: Row) -> Order:
-    hold = row["hold_from"]
+    # Positional unpacking (in ORDER_COLUMNS order): this runs on every tracking lookup, and
+    # by-name access on sqlite3.Row costs more than the query itself.
+    (pk, merchant_id, order_id, payment_pk, service, service_type, vehicle, state, hold, seq,
+     o_name, o_phone, o_address, o_note, o_lat, o_long,
+     d_name, d_phone, d_address, d_note, d_lat, d_long,
+     item_name, item_description, item_price, item_weight, shipping_cost, insurance, admin_fee,
+     total_price, tracking_code, driver_name, driver_phone, driver_photo, cancel_description,
+     live_tracking_url, poly_line, created_at, allocated_at, finished_at, canceled_at,
+     updated_at) = row  # fmt: skip
     return Order(
-        pk=row["id"],
-        merchant_id=row["merchant_id"],
-        order_id=row["order_id"],
-        payment_pk=row["payment_pk"],
-        service=row["service"],
-        service_type=row["service_type"],
-        vehicle=row["vehicle"],
-        state=State(row["state"]),
-        hold_from=State(hold) if hold else None,
-        seq=row["seq"],
-        origin=_place(row, "origin"),
-        destination=_place(row, "destination"),
-        item_name=row["item_name"],
-        item_description=row["item_description"],
-        item_price=row["item_price"],
-        item_weight=row["item_weight"],
-        shipping_cost=row["shipping_cost"],
-        insurance=row["insurance"],
-        admin_fee=row["admin_fee"],
-        total_price=row["total_price"],
-        tracking_code=row["tracking_code"],
-        driver=Driver(row["driver_name"], row["driver_phone"], row["driver_photo"]),
-        cancel_description=row["cancel_description"],
-        live_tracking_url=row["live_tracking_url"],
-        poly_line=row["poly_line"],
-        created_at=_dt(row["created_at"]),
-        allocated_at=as_dt(row["allocated_at"]),
-        finished_at=as_dt(row["finished_at"]),
-        canceled_at=as_dt(row["canceled_at"]),
-        updated_at=_dt(row["updated_at"]),
+        pk=pk,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        payment_pk=payment_pk,
+        service=service,
+        service_type=service_type,
+        vehicle=vehicle,
+        state=_STATES[state],  # type: ignore[arg-type]  # the map holds State members
+        hold_from=_STATES[hold] if hold else None,  # type: ignore[arg-type]  # as above
+        seq=seq,
+        origin=Place(o_name, o_phone, o_address, o_note, o_lat, o_long),
+        destination=Place(d_name, d_phone, d_address, d_note, d_lat, d_long),
+        item_name=item_name,
+        item_description=item_description,
+        item_price=item_price,
+        item_weight=item_weight,
+        shipping_cost=shipping_cost,
+        insurance=insurance,
+        admin_fee=admin_fee,
+        total_price=total_price,
+        tracking_code=tracking_code,
+        driver=Driver(driver_name, driver_phone, driver_photo),
+        cancel_description=cancel_description,
+        live_tracking_url=live_tracking_url,
+        poly_line=poly_line,
+        created_at=_dt(created_at),
+        allocated_at=as_dt(allocated_at),
+        finished_at=as_dt(finished_at),
+        canceled_at=as_dt(canceled_at),
+        updated_at=_dt(updated_at),
     )
 
 
