@@ -155,6 +155,14 @@ class Merchant:
     key: str
 
 
+_TARIFF = load_tariff(None)
+# Template layout: service, service_type, vehicle, origin (6), destination (6), item_name,
+# item_description, item_price, item_weight, shipping_cost, insurance, admin_fee, total_price,
+# poly_line; `t[3:23]` is exactly the run of order columns from origin_name to total_price.
+_T_TOTAL = 22
+_T_POLY = 23
+
+
 def _phone(rng: random.Random) -> str:
     return f"08{rng.choice('1235789')}{rng.randrange(10**8, 10**9)}"
 
@@ -171,14 +179,13 @@ def _place(rng: random.Random, city: City, lat: float, long: float, shop: str | 
 
 def _trip(rng: random.Random) -> Row:
     """One template: service, type, vehicle, both places, item, price, route (no state)."""
-    tariff = _TARIFF
     city = rng.choice(_CITIES)
     service = rng.choices([s for s, _ in _SERVICES], [w for _, w in _SERVICES])[0]
     service_type = "instant" if rng.random() < 0.8 else "sameday"
     vehicle = "motor" if rng.random() < 0.9 else "mobil"
     olat, olong = city.lat + rng.uniform(-0.05, 0.05), city.long + rng.uniform(-0.05, 0.05)
     dlat, dlong = olat + rng.uniform(-0.07, 0.07), olong + rng.uniform(-0.07, 0.07)
-    q = quote(tariff, service, service_type, vehicle, (olat, olong), (dlat, dlong))
+    q = quote(_TARIFF, service, service_type, vehicle, (olat, olong), (dlat, dlong))
     assert q is not None
     name, description, lo, hi, glo, ghi = rng.choice(_ITEMS)
     price = rng.randrange(lo, hi + 1, 500) if hi else 0
@@ -191,9 +198,6 @@ def _trip(rng: random.Random) -> Row:
         q.admin_fee, q.total_price + (insurance or 0),
         straight_route(olat, olong, dlat, dlong),
     )  # fmt: skip
-
-
-_TARIFF = load_tariff(None)
 
 
 def trips(seed: int) -> list[Row]:
@@ -220,7 +224,7 @@ def _drivers(seed: int) -> list[tuple[str, str, str | None]]:
 
 def wire_text(dt: datetime) -> str:
     """SQLite's stored form of a timestamp (lacak.timeutil.WIRE_FORMAT), fast."""
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00": always UTC here
 
 
 def as_datetime(dt: datetime) -> datetime:
@@ -247,7 +251,7 @@ class Plan:
         return i % self.merchants + 1
 
     def payment_of(self, i: int) -> int:
-        """0-based payment index: ten orders of one merchant, a block of 10×merchants apart."""
+        """0-based payment index: ten orders of one merchant, a block of 10 x merchants apart."""
         return (i // self._block) * self.merchants + i % self.merchants
 
     def payment_count(self) -> int:
@@ -300,14 +304,13 @@ def key_rows(ms: list[Merchant], box: SecretBox, stamp: Stamp) -> list[Row]:
 
 
 def payment_rows(plan: Plan, templates: list[Row], stamp: Stamp) -> Iterator[Row]:
-    """One payment per ten orders of a merchant; its amount is an estimate (ten × the first)."""
+    """One payment per ten orders of a merchant; its amount is an estimate (ten times the first)."""
     block = plan.merchants * ORDERS_PER_PAYMENT
-    total_at = ORDER_COLS.index("total_price") - 4  # templates start at `service`
     for p in range(plan.payment_count()):
         first = (p // plan.merchants) * block + p % plan.merchants
         members = min(ORDERS_PER_PAYMENT, (plan.orders - 1 - first) // plan.merchants + 1)
         at = plan.created(first)
-        amount = templates[plan.template_of(first)][total_at] * members
+        amount = templates[plan.template_of(first)][_T_TOTAL] * members
         if plan.unpaid(p):
             qr = f"00020101021226670016COM.NOBUBANK.WWW01189360050300000{p:08d}5204581253033605802ID"
             yield (p + 1, plan.merchant_of(first), f"XID-{8_000_000_000 + p}", amount, 9, qr, None,
@@ -317,10 +320,17 @@ def payment_rows(plan: Plan, templates: list[Row], stamp: Stamp) -> Iterator[Row
                    stamp(at), stamp(at))  # fmt: skip
 
 
+_MINUTE = timedelta(minutes=1)
+
+
+def _later(stamp: Stamp, created: datetime, minutes: int | None) -> Any:
+    return None if minutes is None else stamp(created + _MINUTE * minutes)
+
+
 def order_rows(plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stamp) -> Iterator[Row]:
     rng = random.Random(plan.seed + 1)
     fates, drivers = _fate_pool(plan.seed), _drivers(plan.seed)
-    minute = timedelta(minutes=1)
+    minute = _MINUTE
     for i in range(plan.orders):
         m = ms[i % plan.merchants]
         payment = plan.payment_of(i)
@@ -335,13 +345,11 @@ def order_rows(plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stam
             code = code_fmt.format(n=3_000_000 + i)
             url = url_fmt.format(code=code) if fate.state not in ("delivered", "returned") else None
 
-        def at(minutes: int | None, created: datetime = created) -> Any:
-            return None if minutes is None else stamp(created + minute * minutes)
-
         yield (
             i + 1, m.id, f"{m.prefix}-{int(created.timestamp() * 1000)}", payment + 1,
             t[0], t[1], t[2], fate.state, fate.hold_from, fate.seq, *t[3:23],
-            code or "", name, phone, photo, fate.reason, url, t[23],
-            stamp(created), at(fate.allocated), at(fate.finished), at(fate.canceled),
+            code or "", name, phone, photo, fate.reason, url, t[_T_POLY],
+            stamp(created), _later(stamp, created, fate.allocated),
+            _later(stamp, created, fate.finished), _later(stamp, created, fate.canceled),
             stamp(created + minute * fate.updated),
         )  # fmt: skip

@@ -88,3 +88,13 @@ def test_embedded_default_migrates_itself(tmp_path: Path) -> None:
 def test_migrate_is_idempotent(backend: Backend) -> None:
     assert "migrated to 0001" in lacak(backend.env(), "migrate").stdout
     assert "migrated to 0001" in lacak(backend.env(), "migrate").stdout
+
+
+def test_unmigrated_postgres_is_refused_with_a_clear_message(backend: Backend, tmp_path: Path) -> None:
+    if backend.name != "postgres":
+        return  # the embedded default migrates itself (test_embedded_default_migrates_itself)
+    from tests.support import postgres_database, server_env
+
+    with postgres_database() as url:
+        r = lacak(server_env(url, tmp_path), "merchant", "list", check=False)
+    assert r.returncode == 1 and "run `lacak migrate`" in r.stderr and "Traceback" not in r.stderr

@@ -75,3 +75,9 @@ def test_json_access_log_carries_request_id(backend: Backend, tmp_path: Path) ->
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     access = [x for x in lines if x.get("logger") == "lacak.access" and x.get("request_id") == "trace-me"]
     assert access and access[0]["status"] == 200 and access[0]["path"] == "/healthz"
+
+
+def test_trailing_slash_is_an_envelope_not_a_redirect(api: Api) -> None:
+    r = api.post("/api/mitra/v4/instant/pricing/", {})
+    assert r.status_code == 404
+    assert r.json() == {"status": False, "text": "route not found", "code": 404, "method": None, "result": None}

@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from lacak.crypto import SecretBox, load_or_create_key
+from lacak.errors import ConfigError, StorageError
 from lacak.merchants.service import Merchants
 from lacak.metrics import Metrics
 from lacak.orders.service import Orders
 from lacak.pricing.tariff import load_tariff
 from lacak.settings import Settings
 from lacak.storage.db import Database, connect
+from lacak.storage.migrate import head_revision
 from lacak.storage.store import Store
 from lacak.timeutil import utcnow
 
@@ -27,6 +29,20 @@ class Services:
     metrics: Metrics
 
 
+async def ensure_schema(db: Database) -> None:
+    """Refuse to run on a database whose schema is not the one this code was written for."""
+    head = head_revision()
+    try:
+        row = await db.fetchrow("SELECT version_num FROM alembic_version")
+    except StorageError:
+        row = None
+    current = None if row is None else row[0]
+    if current != head:
+        raise ConfigError(
+            f"database schema is at {current or 'nothing'}, this lacak needs {head}: run `lacak migrate`"
+        )
+
+
 @asynccontextmanager
 async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Services]:
     tariff = load_tariff(settings.tariff_file)
@@ -34,6 +50,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
     db = connect(settings.resolved_database_url, pool_size=settings.db_pool_size)
     await db.open()
     try:
+        await ensure_schema(db)
         store = Store(db)
         metrics = metrics or Metrics()
         yield Services(

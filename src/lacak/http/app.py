@@ -41,9 +41,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = s
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[*mitra.routes(), *admin.routes(), *ops.routes()],
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics, access_log=settings.access_log)],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
     )
+    # A trailing slash would otherwise get a bare 307; the contract wants an envelope.
+    app.router.redirect_slashes = False
+    return app

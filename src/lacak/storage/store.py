@@ -222,6 +222,8 @@ class Store:
         A draft with an empty `order_id` gets `{prefix}-{epoch ms}`, bumped past collisions.
         """
         async with self.db.transaction() as tx:
+            # The caller's copy may be stale (key cache): the outbox status follows the database.
+            merchant = await self._merchant(tx, merchant.id)
             pid = await self._free_payment_id(tx, merchant.id, payment.payment_id)
             row = await tx.fetchrow(
                 "INSERT INTO payments (merchant_id, payment_id, amount, status_code, qr_content,"
