@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import Api, Backend, create_order, package, pickup
+from tests.support import TABLES, Api, Backend, Server, create_merchant, create_order, package, pickup
 
 MITRA = "/api/mitra/v4/instant"
 PICKUP = f"{MITRA}/pickup/request"
@@ -131,16 +131,28 @@ def prepare(api: Api, case: Case) -> dict[str, str]:
     return fill
 
 
+# Which rows belong to a merchant: the same scopes as `Backend.counts`.
+SCOPES = {
+    "merchants": "id = $1",
+    "api_keys": "merchant_id = $1",
+    "payments": "merchant_id = $1",
+    "orders": "merchant_id = $1",
+    "order_events": "order_pk IN (SELECT id FROM orders WHERE merchant_id = $1)",
+    "deliveries": "merchant_id = $1",
+}
+SNAPSHOT = "SELECT " + ", ".join(
+    [f"(SELECT count(*) FROM {table}) AS all_{table}" for table in TABLES]
+    + [f"(SELECT count(*) FROM {table} WHERE {SCOPES[table]}) AS own_{table}" for table in TABLES]
+    + ["(SELECT coalesce(sum(seq), 0) FROM orders WHERE merchant_id = $1) AS own_order_seqs",
+       "(SELECT callback_url FROM merchants WHERE id = $1) AS callback_url"]
+)  # fmt: skip
+
+
 def snapshot(backend: Backend, merchant_id: int) -> dict[str, Any]:
-    """Everything a refused request must leave alone."""
-    return {
-        "everybody": backend.counts(),
-        "merchant": backend.counts(merchant_id),
-        "orders": backend.query(
-            "SELECT order_id, state, seq FROM orders WHERE merchant_id = $1 ORDER BY id", merchant_id
-        ),
-        "callback": backend.query("SELECT callback_url FROM merchants WHERE id = $1", merchant_id),
-    }
+    """Everything a refused request must leave alone, in one query: every table's row count
+    (everybody's and the merchant's), the sum of the merchant's order sequence numbers (any
+    state change bumps one) and its callback URL."""
+    return backend.query(SNAPSHOT, merchant_id)[0]
 
 
 def envelope(reply: Reply) -> dict[str, Any]:
@@ -553,18 +565,42 @@ REFUSED = [
 # fmt: on
 
 
+@pytest.fixture(scope="module")
+def merchant(server: Server) -> Api:
+    """One merchant for every refusal (per backend): refusals write nothing, so they cannot
+    disturb each other, and a fresh merchant per case would cost more than the case."""
+    return create_merchant(server.base_url)
+
+
+def test_snapshot_counts_what_backend_counts_counts(merchant: Api, backend: Backend) -> None:
+    create_order(merchant)
+    snap = snapshot(backend, merchant.merchant_id)
+    assert {t: snap[f"all_{t}"] for t in TABLES} == backend.counts()
+    assert {t: snap[f"own_{t}"] for t in TABLES} == backend.counts(merchant.merchant_id)
+    assert snap["own_orders"] >= 1 and snap["own_order_seqs"] >= snap["own_orders"]
+
+
+def test_raw_client_reaches_the_real_order(merchant: Api) -> None:
+    """Control for the path cases: the same raw client, with the plain id, finds the order,
+    so a `data not found` for `x/../{real}` really is the server refusing that path."""
+    case = Case("control", "GET", TRACKING + "{real}")
+    fill = prepare(merchant, case)
+    body = envelope(send(merchant.base_url, case, fill))
+    assert (body["status"], body["result"]["order_id"]) == (True, fill["real"])
+
+
 def test_case_ids_are_unique() -> None:
     ids = [c.id for c in REFUSED]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.id)
-def test_refused_without_a_trace(case: Case, api: Api, backend: Backend) -> None:
-    fill = prepare(api, case)
-    before = snapshot(backend, api.merchant_id)
-    reply = send(api.base_url, case, fill)
+def test_refused_without_a_trace(case: Case, merchant: Api, backend: Backend) -> None:
+    fill = prepare(merchant, case)
+    before = snapshot(backend, merchant.merchant_id)
+    reply = send(merchant.base_url, case, fill)
     assert_refused(reply, case, fill)
-    assert snapshot(backend, api.merchant_id) == before
+    assert snapshot(backend, merchant.merchant_id) == before
 
 
 # -- what must NOT be refused -----------------------------------------------------------------
@@ -608,8 +644,7 @@ def test_accepted(body: bytes, grams: list[int], api: Api, backend: Backend) -> 
     rows = backend.query("SELECT item_weight FROM orders WHERE merchant_id = $1 ORDER BY id", api.merchant_id)
     assert [r["item_weight"] for r in rows] == grams
     after = snapshot(backend, api.merchant_id)
-    assert after["merchant"]["orders"] - before["merchant"]["orders"] == len(grams)
-    assert after["merchant"]["payments"] - before["merchant"]["payments"] == 1
-    # what was written belongs to this merchant only
-    for table, count in after["everybody"].items():
-        assert count - before["everybody"][table] == after["merchant"][table] - before["merchant"][table]
+    grew = {key: after[key] - before[key] for key in after if key != "callback_url"}
+    assert (grew["own_orders"], grew["own_payments"]) == (len(grams), 1)
+    for table in TABLES:  # what was written belongs to this merchant only
+        assert grew[f"all_{table}"] == grew[f"own_{table}"], table

@@ -10,6 +10,113 @@ from pathlib import Path
 from lacak.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
+PROVIDERS = ("simulator", "fleet", "gosend", "grab_express", "borzo")
+SERVICES = ("gosend", "grab_express", "borzo")
+
+
+class _Env:
+    """Typed reads of one environment mapping, with the variable named in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.env.get(name, default)
+
+    def opt(self, name: str) -> str | None:
+        return self.env.get(name) or None
+
+    def num(self, name: str, default: float) -> float:
+        raw = self.env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name)
+        return default if raw is None or raw == "" else raw.lower() in _TRUE
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    """The built-in courier simulator (the default provider)."""
+
+    speed: float = 10.0  # simulated seconds per real second
+    seed: int = 0
+    find_delay: float = 20.0  # simulated seconds to find a driver (mean)
+    position_every: float = 10.0  # simulated seconds between positions
+    city_kmh: float = 22.0
+    no_driver_rate: float = 0.0
+    cancel_rate: float = 0.0
+    return_rate: float = 0.0
+    hold_rate: float = 0.0
+
+    @classmethod
+    def from_env(cls, e: _Env) -> SimSettings:
+        return cls(
+            speed=max(0.01, e.num("LACAK_SIM_SPEED", 10.0)),
+            seed=int(e.num("LACAK_SIM_SEED", 0)),
+            find_delay=e.num("LACAK_SIM_FIND_DELAY", 20.0),
+            position_every=max(1.0, e.num("LACAK_SIM_POSITION_EVERY", 10.0)),
+            city_kmh=max(1.0, e.num("LACAK_SIM_CITY_KMH", 22.0)),
+            no_driver_rate=e.num("LACAK_SIM_NO_DRIVER_RATE", 0.0),
+            cancel_rate=e.num("LACAK_SIM_CANCEL_RATE", 0.0),
+            return_rate=e.num("LACAK_SIM_RETURN_RATE", 0.0),
+            hold_rate=e.num("LACAK_SIM_HOLD_RATE", 0.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CourierSettings:
+    """Which provider carries each service, and the real couriers' endpoints and secrets."""
+
+    providers: dict[str, str] = field(default_factory=lambda: dict.fromkeys(SERVICES, "simulator"))
+    timeout: float = 10.0
+    book_attempts: int = 5
+    gosend_base_url: str = "https://integration-kilat-api.gojekapi.com"
+    gosend_client_id: str | None = None
+    gosend_pass_key: str | None = field(default=None, repr=False)
+    gosend_callback_header: str = "Authorization"
+    gosend_callback_token: str | None = field(default=None, repr=False)
+    grab_base_url: str = "https://partner-api.grab.com/grab-express-sandbox"
+    grab_token_url: str = "https://partner-api.grab.com/grabid/v1/oauth2/token"
+    grab_client_id: str | None = None
+    grab_client_secret: str | None = field(default=None, repr=False)
+    grab_callback_token: str | None = field(default=None, repr=False)
+    borzo_base_url: str = "https://robotapitest-id.borzodelivery.com/api/business/1.6"
+    borzo_auth_token: str | None = field(default=None, repr=False)
+    borzo_callback_secret: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, e: _Env) -> CourierSettings:
+        providers = {}
+        for service in SERVICES:
+            name = f"LACAK_PROVIDER_{service.upper()}"
+            providers[service] = e.text(name, "simulator")
+            if providers[service] not in PROVIDERS:
+                raise ConfigError(f"{name} must be one of {', '.join(PROVIDERS)}")
+        d = cls()
+        return cls(
+            providers=providers,
+            timeout=e.num("LACAK_COURIER_TIMEOUT", 10.0),
+            book_attempts=int(e.num("LACAK_COURIER_BOOK_ATTEMPTS", 5)),
+            gosend_base_url=e.text("LACAK_GOSEND_BASE_URL", d.gosend_base_url),
+            gosend_client_id=e.opt("LACAK_GOSEND_CLIENT_ID"),
+            gosend_pass_key=e.opt("LACAK_GOSEND_PASS_KEY"),
+            gosend_callback_header=e.text("LACAK_GOSEND_CALLBACK_HEADER", "Authorization"),
+            gosend_callback_token=e.opt("LACAK_GOSEND_CALLBACK_TOKEN"),
+            grab_base_url=e.text("LACAK_GRAB_BASE_URL", d.grab_base_url),
+            grab_token_url=e.text("LACAK_GRAB_TOKEN_URL", d.grab_token_url),
+            grab_client_id=e.opt("LACAK_GRAB_CLIENT_ID"),
+            grab_client_secret=e.opt("LACAK_GRAB_CLIENT_SECRET"),
+            grab_callback_token=e.opt("LACAK_GRAB_CALLBACK_TOKEN"),
+            borzo_base_url=e.text("LACAK_BORZO_BASE_URL", d.borzo_base_url),
+            borzo_auth_token=e.opt("LACAK_BORZO_AUTH_TOKEN"),
+            borzo_callback_secret=e.opt("LACAK_BORZO_CALLBACK_SECRET"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +133,10 @@ class Settings:
     access_log: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None
+    run_tasks: bool = True  # serve also runs the task loop (simulator, courier bookings)
+    sim: SimSettings = field(default_factory=SimSettings)
+    couriers: CourierSettings = field(default_factory=CourierSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -34,6 +145,11 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'lacak.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where lacak is reachable from outside (driver photos, links)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def sqlite_path(self) -> Path:
@@ -47,32 +163,26 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-
-        def num(name: str, default: float) -> float:
-            raw = env.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-        url = env.get("LACAK_DATABASE_URL", "")
+        e = _Env(os.environ if env is None else env)
+        url = e.text("LACAK_DATABASE_URL")
         if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ConfigError("LACAK_DATABASE_URL must start with sqlite:/// or postgresql://")
-        tariff = env.get("LACAK_TARIFF_FILE")
+        tariff = e.opt("LACAK_TARIFF_FILE")
         return cls(
-            data_dir=Path(env.get("LACAK_DATA_DIR", "lacak-data")),
+            data_dir=Path(e.text("LACAK_DATA_DIR", "lacak-data")),
             database_url=url,
-            secret_key=env.get("LACAK_SECRET_KEY") or None,
-            admin_token=env.get("LACAK_ADMIN_TOKEN") or None,
+            secret_key=e.opt("LACAK_SECRET_KEY"),
+            admin_token=e.opt("LACAK_ADMIN_TOKEN"),
             tariff_file=Path(tariff) if tariff else None,
-            key_cache_ttl=num("LACAK_KEY_CACHE_TTL", 5.0),
-            webhook_allow_private=env.get("LACAK_WEBHOOK_ALLOW_PRIVATE", "").lower() in _TRUE,
-            db_pool_size=int(num("LACAK_DB_POOL_SIZE", 10)),
-            log_level=env.get("LACAK_LOG_LEVEL", "INFO").upper(),
-            access_log=env.get("LACAK_ACCESS_LOG", "1").lower() in _TRUE,
-            host=env.get("LACAK_HOST", "127.0.0.1"),
-            port=int(num("LACAK_PORT", 8080)),
+            key_cache_ttl=e.num("LACAK_KEY_CACHE_TTL", 5.0),
+            webhook_allow_private=e.flag("LACAK_WEBHOOK_ALLOW_PRIVATE", False),
+            db_pool_size=int(e.num("LACAK_DB_POOL_SIZE", 10)),
+            log_level=e.text("LACAK_LOG_LEVEL", "INFO").upper(),
+            access_log=e.flag("LACAK_ACCESS_LOG", True),
+            host=e.text("LACAK_HOST", "127.0.0.1"),
+            port=int(e.num("LACAK_PORT", 8080)),
+            public_url=e.opt("LACAK_PUBLIC_URL"),
+            run_tasks=e.flag("LACAK_RUN_TASKS", True),
+            sim=SimSettings.from_env(e),
+            couriers=CourierSettings.from_env(e),
         )

@@ -548,7 +548,7 @@ def _responses() -> dict[str, Schema]:
             "Missing, unknown or revoked credentials (admin: also when LACAK_ADMIN_TOKEN is unset).",
             {"WWW-Authenticate": "`Bearer`"},
         ),
-        "NotFound": _transport("No route matches the URL."),
+        "NotFound": _transport("No route matches the URL (unknown path, trailing slash, missing id)."),
         "MethodNotAllowed": _transport(
             "The path exists, not with this method.", {"Allow": "Allowed methods."}
         ),

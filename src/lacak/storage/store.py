@@ -7,7 +7,7 @@ which writes the order, its history row and its outbox row together.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import msgspec
@@ -64,9 +64,30 @@ def new_event_id() -> str:
     return "msg_" + secrets.token_hex(16)
 
 
+class Change(msgspec.Struct, frozen=True):
+    """An applied state change, as effects see it inside its transaction."""
+
+    merchant: Merchant
+    before: Order
+    after: Order
+    event: HistoryEvent
+    now: datetime
+
+
+# Work that must happen atomically with a state change (e.g. enqueue a courier booking).
+Effect = Callable[[Connection, Change], Awaitable[None]]
+
+
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.effects: list[Effect] = []
+        # Called after a commit that applied changes: wakes in-process consumers at once.
+        self.listeners: list[Callable[[], None]] = []
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     # -- merchants and keys -------------------------------------------------------------------
 
@@ -250,6 +271,7 @@ class Store:
                                     note="paid")  # fmt: skip
                     order = await self._decide_and_persist(tx, merchant, order, update, now)
                 orders.append(order)
+        self._notify()
         return saved_payment, orders
 
     async def _order_exists(self, tx: Connection, merchant_id: int, order_id: str) -> bool:
@@ -305,19 +327,45 @@ class Store:
         guard: Guard | None = None,
     ) -> lifecycle.Decision:
         """Lock the order, let `guard` refuse (nothing written), decide, persist."""
+        return await self._transition(
+            "merchant_id = $1 AND order_id = $2", (merchant_id, order_id), update, now, guard
+        )
+
+    async def transition_pk(
+        self, order_pk: int, update: Update, now: datetime, guard: Guard | None = None
+    ) -> lifecycle.Decision:
+        return await self._transition("id = $1", (order_pk,), update, now, guard)
+
+    async def _transition(
+        self, where: str, args: tuple[object, ...], update: Update, now: datetime, guard: Guard | None
+    ) -> lifecycle.Decision:
         async with self.db.transaction() as tx:
-            row = await tx.fetchrow(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND order_id = $2"
-                " FOR UPDATE",
-                merchant_id, order_id,
-            )  # fmt: skip
-            if row is None:
-                raise NotFound()
-            order = order_from_row(row)
-            if guard is not None:
-                guard(order)
-            merchant = await self._merchant(tx, merchant_id)
-            return await self._decide(tx, merchant, order, update, now)
+            decision = await self.transition_in(tx, where, args, update, now, guard)
+        self._notify()
+        return decision
+
+    async def transition_in(
+        self,
+        tx: Connection,
+        where: str,
+        args: tuple[object, ...],
+        update: Update,
+        now: datetime,
+        guard: Guard | None = None,
+    ) -> lifecycle.Decision:
+        """The same, inside the caller's transaction (to add its own rows atomically)."""
+        row = await tx.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} FOR UPDATE", *args)
+        if row is None:
+            raise NotFound()
+        order = order_from_row(row)
+        if guard is not None:
+            guard(order)
+        merchant = await self._merchant(tx, order.merchant_id)
+        return await self._decide(tx, merchant, order, update, now)
+
+    async def order_by_pk(self, order_pk: int) -> Order | None:
+        row = await self.db.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_pk)
+        return None if row is None else order_from_row(row)
 
     async def _merchant(self, tx: Connection, merchant_id: int) -> Merchant:
         row = await tx.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", merchant_id)
@@ -367,6 +415,9 @@ class Store:
             )  # fmt: skip
             await self._insert_event(tx, decision.event)
             await self._enqueue(tx, merchant, after, now)
+            change = Change(merchant, before, after, decision.event, now)
+            for effect in self.effects:
+                await effect(tx, change)
         else:
             await self._insert_event(tx, decision.event)
 
@@ -408,4 +459,5 @@ class Store:
                     update = Update(state=State.FINDING_DRIVER, source=Source.OPERATOR,
                                     occurred_at=now, note="payment received")  # fmt: skip
                     await self._decide(tx, merchant, order, update, now)
+        self._notify()
         return msgspec.structs.replace(payment, status_code=PAID, pay_time=now)
