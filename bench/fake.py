@@ -38,15 +38,15 @@ def _cols(spec: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in spec.split(","))
 
 
-ORDER_COLS = _cols(ORDER_COLUMNS)
 PAYMENT_COLS = _cols(PAYMENT_COLUMNS)
 MERCHANT_COLS = _cols(MERCHANT_COLUMNS)
 KEY_COLS = ("id", "merchant_id", "key_hash", "key_enc", "created_at", "revoked_at")
+LACAK_ORDER_COLS = _cols(ORDER_COLUMNS)  # what lacak selects, in its order
 
 _PLACE = ("name", "phone", "address", "address_note", "lat", "long")
-# The positional layout `order_row` builds; checked against lacak's own column list so that a
-# schema change fails here loudly instead of writing values into the wrong columns.
-_ORDER_LAYOUT = (
+# The columns `order_rows` fills, in the order it fills them. Any other column of `orders`
+# keeps its default; a NOT NULL one without a default makes the insert fail, loudly.
+ORDER_COLS = (
     "id", "merchant_id", "order_id", "payment_pk", "service", "service_type", "vehicle",
     "state", "hold_from", "seq",
     *(f"{side}_{f}" for side in ("origin", "destination") for f in _PLACE),
@@ -55,8 +55,8 @@ _ORDER_LAYOUT = (
     "cancel_description", "live_tracking_url", "poly_line", "created_at", "allocated_at",
     "finished_at", "canceled_at", "updated_at",
 )  # fmt: skip
-if _ORDER_LAYOUT != ORDER_COLS:
-    raise RuntimeError(f"bench/fake.py is out of date with lacak's ORDER_COLUMNS: {ORDER_COLS}")
+# Newer columns, filled (after ORDER_COLS) only when the migrated table has them.
+OPTIONAL_ORDER_COLS = ("driver_plate",)
 
 _FIRST = ("Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Fajar", "Ayu",
           "Eko", "Rina", "Hendra", "Wulan", "Dimas", "Sri", "Yusuf", "Indah", "Bayu", "Lestari",
@@ -213,11 +213,18 @@ def _fate_pool(seed: int) -> list[Fate]:
     return pool
 
 
-def _drivers(seed: int) -> list[tuple[str, str, str | None]]:
+def _plate(rng: random.Random) -> str:
+    region = rng.choice(("AB", "B", "AB", "B", "AD", "D"))
+    letters = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(rng.randrange(1, 4)))
+    return f"{region} {rng.randrange(1000, 9999)} {letters}"
+
+
+def _drivers(seed: int) -> list[tuple[str, str, str | None, str]]:
     rng = random.Random(seed)
     return [
         (_person(rng), _phone(rng),
-         f"https://cdn.example.id/driver/{rng.randrange(10**6, 10**7)}.jpg" if rng.random() < 0.6 else None)
+         f"https://cdn.example.id/driver/{rng.randrange(10**6, 10**7)}.jpg" if rng.random() < 0.6 else None,
+         _plate(rng))
         for _ in range(500)
     ]  # fmt: skip
 
@@ -327,7 +334,11 @@ def _later(stamp: Stamp, created: datetime, minutes: int | None) -> Any:
     return None if minutes is None else stamp(created + _MINUTE * minutes)
 
 
-def order_rows(plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stamp) -> Iterator[Row]:
+def order_rows(
+    plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stamp, optional: tuple[str, ...] = ()
+) -> Iterator[Row]:
+    """Rows for ORDER_COLS, then for each of `optional` (a subset of OPTIONAL_ORDER_COLS)."""
+    plates = "driver_plate" in optional
     rng = random.Random(plan.seed + 1)
     fates, drivers = _fate_pool(plan.seed), _drivers(plan.seed)
     minute = _MINUTE
@@ -338,14 +349,14 @@ def order_rows(plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stam
         t = templates[plan.template_of(i)]
         created = plan.created(i)
         code = url = None
-        name = phone = photo = None
+        name = phone = photo = plate = None
         if fate.driver:
-            name, phone, photo = drivers[rng.randrange(len(drivers))]
+            name, phone, photo, plate = drivers[rng.randrange(len(drivers))]
             code_fmt, url_fmt = _TRACKING[t[0]]
             code = code_fmt.format(n=3_000_000 + i)
             url = url_fmt.format(code=code) if fate.state not in ("delivered", "returned") else None
 
-        yield (
+        row = (
             i + 1, m.id, f"{m.prefix}-{int(created.timestamp() * 1000)}", payment + 1,
             t[0], t[1], t[2], fate.state, fate.hold_from, fate.seq, *t[3:23],
             code or "", name, phone, photo, fate.reason, url, t[_T_POLY],
@@ -353,3 +364,4 @@ def order_rows(plan: Plan, ms: list[Merchant], templates: list[Row], stamp: Stam
             _later(stamp, created, fate.finished), _later(stamp, created, fate.canceled),
             stamp(created + minute * fate.updated),
         )  # fmt: skip
+        yield (*row, plate) if plates else row

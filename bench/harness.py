@@ -52,11 +52,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (peak resident set) of one process, in KiB."""
+    """VmRSS (now), VmHWM (peak), and RssAnon / RssFile (heap vs mapped files), in KiB."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
+        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[name] = int(value.split()[0])
     return out
 

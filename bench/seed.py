@@ -90,6 +90,10 @@ def _sqlite_drop_indexes(conn: sqlite3.Connection, table: str) -> list[str]:
     return [sql for _, sql in found]
 
 
+def _optional(columns: set[str]) -> tuple[str, ...]:
+    return tuple(c for c in fake.OPTIONAL_ORDER_COLS if c in columns)
+
+
 def seed_sqlite(path: Path, plan: fake.Plan, pairs: Path) -> Seeded:
     started = time.perf_counter()
     migrate.upgrade(f"sqlite:///{path}")
@@ -101,14 +105,15 @@ def seed_sqlite(path: Path, plan: fake.Plan, pairs: Path) -> Seeded:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144",
                        "temp_store=MEMORY", "locking_mode=EXCLUSIVE"):  # fmt: skip
             conn.execute(f"PRAGMA {pragma}")
+        optional = _optional({r[1] for r in conn.execute("PRAGMA table_info(orders)")})
         indexes = _sqlite_drop_indexes(conn, "orders")
         conn.execute("BEGIN")
         _sqlite_insert(conn, "merchants", fake.MERCHANT_COLS, fake.merchant_rows(plan, ms, stamp))
         _sqlite_insert(conn, "api_keys", fake.KEY_COLS, fake.key_rows(ms, box, stamp))
         _sqlite_insert(conn, "payments", fake.PAYMENT_COLS, fake.payment_rows(plan, templates, stamp))
         with pairs.open("w") as out:
-            rows = _with_pairs(fake.order_rows(plan, ms, templates, stamp), out, ms)
-            _sqlite_insert(conn, "orders", fake.ORDER_COLS, rows)
+            rows = _with_pairs(fake.order_rows(plan, ms, templates, stamp, optional), out, ms)
+            _sqlite_insert(conn, "orders", (*fake.ORDER_COLS, *optional), rows)
         conn.execute("COMMIT")
         for sql in indexes:
             conn.execute(sql)
@@ -163,6 +168,11 @@ async def _seed_postgres(url: str, plan: fake.Plan, pairs: Path) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("SET synchronous_commit = off; SET maintenance_work_mem = '256MB'")
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'orders'"
+        )
+        optional = _optional({r["column_name"] for r in columns})
         async with conn.transaction():
             restore = await _pg_drop_orders_extras(conn)
             await _pg_copy(conn, "merchants", fake.MERCHANT_COLS, fake.merchant_rows(plan, ms, stamp))
@@ -170,8 +180,8 @@ async def _seed_postgres(url: str, plan: fake.Plan, pairs: Path) -> None:
             await _pg_copy(conn, "payments", fake.PAYMENT_COLS,
                            fake.payment_rows(plan, templates, stamp))  # fmt: skip
             with pairs.open("w") as out:
-                rows = _with_pairs(fake.order_rows(plan, ms, templates, stamp), out, ms)
-                await _pg_copy(conn, "orders", fake.ORDER_COLS, rows)
+                rows = _with_pairs(fake.order_rows(plan, ms, templates, stamp, optional), out, ms)
+                await _pg_copy(conn, "orders", (*fake.ORDER_COLS, *optional), rows)
             for ddl in restore:
                 await conn.execute(ddl)
         await _pg_finish(conn)

@@ -48,7 +48,7 @@ def tracking_etag(order: Order) -> str:
 class _Row(tuple[Any, ...]):
     """A generated row readable both by position and by column name, like sqlite3.Row."""
 
-    names = fake.ORDER_COLS
+    names = fake.LACAK_ORDER_COLS
 
     def __getitem__(self, key: Any) -> Any:
         return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
@@ -59,8 +59,10 @@ class _Row(tuple[Any, ...]):
 
 def _synthetic() -> tuple[bytes, str]:
     plan = fake.Plan(orders=1)
-    row = next(fake.order_rows(plan, fake.merchants(plan), fake.trips(plan.seed), fake.wire_text))
-    order = order_from_row(_Row(row))
+    optional = fake.OPTIONAL_ORDER_COLS
+    row = next(fake.order_rows(plan, fake.merchants(plan), fake.trips(plan.seed), fake.wire_text, optional))
+    named = dict(zip((*fake.ORDER_COLS, *optional), row, strict=True))
+    order = order_from_row(_Row(named.get(c) for c in fake.LACAK_ORDER_COLS))
     return tracking_body(order), tracking_etag(order)
 
 

@@ -2,8 +2,9 @@
 
 Each refusal must be the documented HTTP status (never a 5xx), exactly the KiriminAja
 envelope (five keys, in order) with `status` false, the documented `code` and `text`, a null
-`result`, and no trace in the database: row counts (the merchant's and everybody's), the
-merchant's orders (state and sequence) and its callback URL are compared before and after.
+`result`, and no trace in the database: row counts of every table (the merchant's and
+everybody's), the merchant's order sequence numbers (any state change bumps one) and its
+callback URL are compared before and after.
 
 Requests go out over a raw socket so that nothing between the test and the server rewrites
 them: `../` stays in the path, header values stay as written, bodies are sent byte for byte.
@@ -345,7 +346,7 @@ LIMITS = [
     Case("pickup/2-MiB-body", "POST", PICKUP, b'{"x": "' + b"a" * (2 * MiB) + b'"}', 413, 413, TOO_LARGE),
     Case("pickup/2-MiB-body-chunked", "POST", PICKUP, b" " * (2 * MiB) + VALID, 413, 413, TOO_LARGE,
          chunked=True),
-    Case("callback/1-MiB-plus-1-byte", "POST", CALLBACK, b" " * MiB + b"{}", 413, 413, TOO_LARGE),
+    Case("set-callback/1-MiB-plus-1-byte", "POST", CALLBACK, b" " * MiB + b"{}", 413, 413, TOO_LARGE),
 ]
 
 CHOICES = [

@@ -86,8 +86,8 @@ def test_embedded_default_migrates_itself(tmp_path: Path) -> None:
 
 
 def test_migrate_is_idempotent(backend: Backend) -> None:
-    assert "migrated to 0001" in lacak(backend.env(), "migrate").stdout
-    assert "migrated to 0001" in lacak(backend.env(), "migrate").stdout
+    assert "migrated to 0002" in lacak(backend.env(), "migrate").stdout
+    assert "migrated to 0002" in lacak(backend.env(), "migrate").stdout
 
 
 def test_unmigrated_postgres_is_refused_with_a_clear_message(backend: Backend, tmp_path: Path) -> None:

@@ -96,6 +96,29 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
+@main.command()
+def worker() -> None:
+    """Run the task loop only (simulator steps, courier bookings), for scaling out."""
+    import signal
+
+    settings = _settings()
+    _prepare(settings)
+    logs.configure(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with services(settings) as s:
+            await s.couriers.runner.run_forever(stop)
+
+    try:
+        asyncio.run(main())
+    except LacakError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 @main.group()
 def merchant() -> None:
     """Merchant accounts."""

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from lacak.couriers.wiring import Couriers
 from lacak.crypto import SecretBox, load_or_create_key
 from lacak.errors import ConfigError, StorageError
 from lacak.merchants.service import Merchants
@@ -27,6 +28,7 @@ class Services:
     merchants: Merchants
     orders: Orders
     metrics: Metrics
+    couriers: Couriers
 
 
 async def ensure_schema(db: Database) -> None:
@@ -53,13 +55,19 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         await ensure_schema(db)
         store = Store(db)
         metrics = metrics or Metrics()
-        yield Services(
-            settings=settings,
-            db=db,
-            store=store,
-            merchants=Merchants(store, box, utcnow, settings.key_cache_ttl),
-            orders=Orders(store, tariff, utcnow, metrics),
-            metrics=metrics,
-        )
+        couriers = Couriers.build(settings, db, store, metrics)
+        try:
+            yield Services(
+                settings=settings,
+                db=db,
+                store=store,
+                merchants=Merchants(store, box, utcnow, settings.key_cache_ttl),
+                orders=Orders(store, tariff, utcnow, metrics),
+                metrics=metrics,
+                couriers=couriers,
+            )
+        finally:
+            await couriers.close()
     finally:
         await db.close()
+

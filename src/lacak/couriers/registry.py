@@ -40,9 +40,14 @@ class Providers:
         return provider
 
     def extra_handlers(self) -> list[Handler]:
-        """Task handlers that providers bring (the simulator's steps)."""
+        """Task handlers that providers bring (the simulator's steps), for the providers in use.
+
+        The simulator's are always loaded: orders booked with it before a configuration change
+        still have steps to run.
+        """
         out: list[Handler] = []
-        for name in MODULES:
+        in_use = {"simulator", *self.deps.settings.couriers.providers.values()}
+        for name in sorted(in_use):
             module = importlib.import_module(MODULES[name])
             make = getattr(module, "handlers", None)
             if make is not None:

@@ -39,6 +39,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with services(settings, metrics) as s:
             app.state.services = s
+            if settings.run_tasks:
+                s.couriers.start()
             yield
 
     app = Starlette(
