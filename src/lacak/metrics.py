@@ -30,6 +30,14 @@ class Metrics:
             ["state", "outcome"], registry=r,
         )  # fmt: skip
         self.orders_created = Counter("lacak_orders_created", "Orders created", registry=r)
+        self.courier_events = Counter(
+            "lacak_courier_events", "Inbound courier messages by provider and outcome"
+            " (applied, stale, duplicate, refused, unknown_order, unknown_status)",
+            ["provider", "outcome"], registry=r,
+        )  # fmt: skip
+        self.driver_positions = Counter(
+            "lacak_driver_positions", "Driver position points stored", ["source"], registry=r
+        )
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lacak.http import admin, mitra, ops
+from lacak.http import admin, avatars, couriers, driver, mitra, ops
 from lacak.http.envelope import error_response, fail
 from lacak.http.middleware import Observe
 from lacak.metrics import Metrics
@@ -44,7 +44,8 @@ def create_app(settings: Settings) -> Starlette:
             yield
 
     app = Starlette(
-        routes=[*mitra.routes(), *admin.routes(), *ops.routes()],
+        routes=[*mitra.routes(), *admin.routes(), *driver.routes(), *couriers.routes(), *avatars.routes(),
+                *ops.routes()],  # fmt: skip
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics, access_log=settings.access_log)],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},

@@ -1,0 +1,1 @@
+"""The borzo provider: outbound client (client.py) and inbound callbacks (inbound.py)."""

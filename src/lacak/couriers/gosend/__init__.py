@@ -1,0 +1,1 @@
+"""The gosend provider: outbound client (client.py) and inbound callbacks (inbound.py)."""
