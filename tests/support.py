@@ -77,6 +77,10 @@ def server_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
         LACAK_WEBHOOK_ALLOW_PRIVATE="0",
         LACAK_LOG_LEVEL="WARNING",
         LACAK_ACCESS_LOG="0",
+        # The simulator is the default provider; in tests it stays parked (its first step is due
+        # in years) unless a test starts its own server with LACAK_SIM_* settings, so orders
+        # only move when a test moves them.
+        LACAK_SIM_FIND_DELAY="100000000",
     )
     env.update(extra)
     return env

@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 from lacak.errors import NotFound
-from lacak.orders.models import Driver, Order, State
 from lacak.orders.requests import Item, Package, PickupRequest
 from lacak.pricing.quote import quote
 from lacak.wiring import Services
@@ -48,24 +47,14 @@ async def seed(s: Services, base_url: str) -> str:
     req = PickupRequest(service="gosend", service_type="instant", order_prefix="DEMO",
                         packages=[_package(s, i) for i in range(len(_TRIPS))])  # fmt: skip
     _, orders = await s.orders.create(merchant, req)
-    await _progress(s, orders)
     return _examples(base_url, key, orders[0].order_id)
-
-
-async def _progress(s: Services, orders: list[Order]) -> None:
-    driver = Driver("Budi Santoso", "081298765432", None)
-    first, second, _ = orders
-    await s.orders.advance(first.merchant_id, first.order_id, State.DRIVER_ASSIGNED,
-                           driver=driver, tracking_code="GK-11-3120092")  # fmt: skip
-    await s.orders.advance(second.merchant_id, second.order_id, State.DRIVER_ASSIGNED,
-                           driver=driver, tracking_code="GK-11-3120093")  # fmt: skip
-    for state in (State.AT_PICKUP, State.PICKED_UP, State.IN_TRANSIT, State.DELIVERED):
-        await s.orders.advance(second.merchant_id, second.order_id, state)
 
 
 def _examples(base: str, key: str, order_id: str) -> str:
     return textwrap.dedent(f"""\
         Demo merchant ready.  API key: {key}
+        Its new orders are carried by the built-in courier simulator: once `lacak serve` runs,
+        watch them find a driver, get picked up and delivered (LACAK_SIM_SPEED sets the pace).
 
         Track an order:
           curl -s {base}/api/mitra/v4/instant/tracking/{order_id} \\
@@ -78,8 +67,8 @@ def _examples(base: str, key: str, order_id: str) -> str:
                  "origin":{{"lat":-7.8032616,"long":110.350244,"address":"Wirobrajan"}},
                  "destination":{{"lat":-7.7349434,"long":110.405355,"address":"Minomartani"}}}}'
 
-        Move it along (operator):
-          lacak order advance {order_id} at_pickup
+        Its history (operator):
+          lacak order show {order_id}
 
         With the official Python SDK (pip install kiriminaja):
           from kiriminaja import KiriminAja
