@@ -22,10 +22,9 @@ from typing import Any
 
 import asyncpg
 
-from bench.static_app import STATIC_PATH, tracking_body, tracking_etag
-from lacak.merchants.keys import key_hash
-from lacak.storage.db import connect
-from lacak.storage.store import Store
+from bench.static_app import STATIC_PATH
+from lacak.http.app import create_app
+from lacak.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lookup.lua"
@@ -181,6 +180,7 @@ class Load:
     max_ms: float
     errors: dict[str, int]
     cpu: dict[str, float] = field(default_factory=dict)  # share of one core, 1.0 = 100 %
+    server_cpu_us: float = 0.0  # server CPU time per request, in microseconds
     lookups: dict[str, int] = field(default_factory=dict)  # found / not_found, from /metrics
 
     @property
@@ -288,31 +288,46 @@ class Typical:
     sizes: tuple[int, ...]  # the sample's body sizes, sorted
 
 
-async def _render(url: str, sample: list[tuple[str, str]]) -> list[tuple[bytes, str, str, str]]:
-    db = connect(url, pool_size=1)
-    await db.open()
-    try:
-        store = Store(db)
-        out = []
-        for key, order_id in sample:
-            found = await store.merchant_for_key(key_hash(key))
-            if found is None:
-                raise BenchError(f"seeded key {key[:8]}… has no merchant")
-            order = await store.get_order(found[0].id, order_id)
-            if order is None:
-                raise BenchError(f"seeded order {order_id} not found")
-            out.append((tracking_body(order), tracking_etag(order), key, order_id))
-        return out
-    finally:
-        await db.close()
+async def _asgi_get(app: Any, path: str, key: str) -> Reply:
+    """One GET straight through the ASGI app, no server: lacak's own code makes the bytes."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return Reply(start["status"], headers, body)
 
 
-def typical_response(url: str, pairs: list[tuple[str, str]], n: int = 201) -> Typical:
-    """Render a sample through lacak's own store and renderer; keep the median-sized one."""
+async def _responses(env: dict[str, str], sample: list[tuple[str, str]]) -> list[Reply]:
+    app = create_app(Settings.from_env(env))
+    async with app.router.lifespan_context(app):
+        return [await _asgi_get(app, TRACKING + order_id, key) for key, order_id in sample]
+
+
+def typical_response(env: dict[str, str], pairs: list[tuple[str, str]], n: int = 201) -> Typical:
+    """Ask lacak itself (in process) for a sample of tracking responses; keep the median one."""
     sample = random.Random(42).sample(pairs, min(n, len(pairs)))
-    rendered = sorted(asyncio.run(_render(url, sample)), key=lambda r: len(r[0]))
-    body, etag, key, order_id = rendered[len(rendered) // 2]
-    return Typical(key, order_id, body, etag, tuple(len(r[0]) for r in rendered))
+    replies = asyncio.run(_responses(env, sample))
+    for (_, order_id), r in zip(sample, replies, strict=True):
+        if r.status != 200 or r.json().get("status") is not True:
+            raise BenchError(f"seeded order {order_id} does not track: HTTP {r.status} {r.body[:300]!r}")
+    ranked = sorted(zip(replies, sample, strict=True), key=lambda rs: len(rs[0].body))
+    reply, (key, order_id) = ranked[len(ranked) // 2]
+    return Typical(key, order_id, reply.body, reply.headers.get("etag", ""),
+                   tuple(len(r.body) for r, _ in ranked))  # fmt: skip
 
 
 def _expect(ok: bool, what: str, reply: Reply) -> None:

@@ -8,8 +8,9 @@ authentication, no database read and no rendering. Its throughput is what the tr
 could reach if those cost nothing. The route exists only here, never in lacak itself.
 
 The body is the exact tracking response of a typical seeded order (`LACAK_BENCH_STATIC_BODY`,
-a file written by `bench/run.py`, with that order's ETag in `LACAK_BENCH_STATIC_ETAG`), so
-both responses have the same size on the wire. Without it, a synthetic order is used.
+a file written by `bench/run.py`, with that order's ETag in `LACAK_BENCH_STATIC_ETAG`), as
+lacak itself produced it, so both responses have the same size on the wire. Without them, a
+placeholder body of about the same size is used.
 """
 
 from __future__ import annotations
@@ -24,54 +25,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench import fake
 from lacak import logs
-from lacak.http import render
 from lacak.http.app import create_app
 from lacak.http.envelope import JSON, body
-from lacak.orders.models import Order
 from lacak.settings import Settings
-from lacak.storage.rows import order_from_row
 
 STATIC_PATH = "/bench/static"
 
 
-def tracking_body(order: Order) -> bytes:
-    """Byte for byte what the tracking endpoint sends for `order` (see lacak.http.mitra)."""
-    return body(True, "success", 0, None, render.tracking(order))
-
-
-def tracking_etag(order: Order) -> str:
-    return f'"{order.pk}-{order.seq}"'
-
-
-class _Row(tuple[Any, ...]):
-    """A generated row readable both by position and by column name, like sqlite3.Row."""
-
-    names = fake.LACAK_ORDER_COLS
-
-    def __getitem__(self, key: Any) -> Any:
-        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
-
-    def keys(self) -> tuple[str, ...]:
-        return self.names
-
-
-def _synthetic() -> tuple[bytes, str]:
-    plan = fake.Plan(orders=1)
-    optional = fake.OPTIONAL_ORDER_COLS
-    row = next(fake.order_rows(plan, fake.merchants(plan), fake.trips(plan.seed), fake.wire_text, optional))
-    named = dict(zip((*fake.ORDER_COLS, *optional), row, strict=True))
-    order = order_from_row(_Row(named.get(c) for c in fake.LACAK_ORDER_COLS))
-    return tracking_body(order), tracking_etag(order)
+# Without a body from bench/run.py: a placeholder envelope of a typical tracking size (~1 KB).
+_PLACEHOLDER = body(True, "success", 0, None, {"padding": "x" * 940})
 
 
 def _static_response() -> tuple[bytes, dict[str, str]]:
     path = os.environ.get("LACAK_BENCH_STATIC_BODY")
-    if path:
-        payload, etag = Path(path).read_bytes(), os.environ.get("LACAK_BENCH_STATIC_ETAG", '"1-1"')
-    else:
-        payload, etag = _synthetic()
+    payload = Path(path).read_bytes() if path else _PLACEHOLDER
+    etag = os.environ.get("LACAK_BENCH_STATIC_ETAG", '"123456-7-1750000000000"')
     return payload, {"ETag": etag, "Cache-Control": "private, no-cache"}
 
 

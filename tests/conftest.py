@@ -44,7 +44,11 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("logs") / f"server-{backend.name}.log"
-    srv = Server(backend.env(), log).start()
+    # The shared server runs no task loop and books with the inert `fleet` provider: tests that
+    # start their own servers on the same database (simulator, couriers) must not have their
+    # due work taken and run under this server's settings.
+    quiet = {f"LACAK_PROVIDER_{s}": "fleet" for s in ("GOSEND", "GRAB_EXPRESS", "BORZO")}
+    srv = Server(backend.env(LACAK_RUN_TASKS="0", **quiet), log).start()
     yield srv
     srv.stop()
 

@@ -14,10 +14,12 @@ import click
 import msgspec
 
 from lacak import logs
+from lacak.drivers.service import Drivers
 from lacak.errors import LacakError
 from lacak.orders.models import Driver, State
 from lacak.settings import Settings
 from lacak.storage import migrate as migrations
+from lacak.timeutil import utcnow, wire
 from lacak.wiring import Services, services
 
 T = TypeVar("T")
@@ -176,6 +178,50 @@ def key_revoke(merchant_ref: str) -> None:
     """Revoke every key of the merchant."""
     m, n = run(lambda s: s.merchants.revoke_keys(merchant_ref))
     click.echo(f"revoked {n} key(s) of {m.name}")
+
+
+@main.group()
+def driver() -> None:
+    """The operator's own drivers (the `fleet` provider) and their API tokens."""
+
+
+def _drivers(s: Services) -> Drivers:
+    return Drivers(s.db, s.store, s.metrics, utcnow)
+
+
+@driver.command("create")
+@click.argument("name")
+@click.option("--phone", required=True, help="Indonesian mobile number, e.g. 081234567890.")
+@click.option("--plate", help="Vehicle plate, shown to merchants' tracking.")
+@click.option("--photo", help="http(s) URL of the driver's photo.")
+@click.option("--json", "as_json", is_flag=True, help="Print {driver_id, token} as JSON.")
+def driver_create(name: str, phone: str, plate: str | None, photo: str | None, as_json: bool) -> None:
+    """Create a driver and print its API token (shown only once)."""
+    d, token = run(lambda s: _drivers(s).create(name, phone, plate, photo))
+    _emit({"driver_id": d.id, "token": token}, as_json,
+          f"driver {d.id} ({d.name}) created\ntoken: {token}\n(shown once; store it now)")  # fmt: skip
+
+
+@driver.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def driver_list(as_json: bool) -> None:
+    """List drivers, their last known position and how many orders each carries."""
+    rows = run(lambda s: _drivers(s).listing())
+    data = [{"driver_id": d.id, "name": d.name, "phone": d.phone, "plate": d.plate, "photo": d.photo,
+             "active": d.revoked_at is None, "lat": d.lat, "long": d.long,
+             "position_at": wire(d.position_at), "carrying": n} for d, n in rows]  # fmt: skip
+    human = "\n".join(f"{x['driver_id']:>5}  {x['name']:<30} {x['phone']:<15} {x['plate'] or '-':<12} "
+                      f"{'active' if x['active'] else 'revoked':<8} carrying={x['carrying']}"
+                      for x in data)  # fmt: skip
+    _emit(data, as_json, human or "no drivers")
+
+
+@driver.command("revoke")
+@click.argument("driver_id", metavar="DRIVER", type=int)
+def driver_revoke(driver_id: int) -> None:
+    """Revoke the driver's token (refused from the next request on). Its orders stay assigned."""
+    d = run(lambda s: _drivers(s).revoke(driver_id))
+    click.echo(f"driver {d.id} ({d.name}) revoked")
 
 
 @main.group()

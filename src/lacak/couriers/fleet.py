@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lacak.couriers.base import Booked
 from lacak.couriers.deps import CourierDeps
+from lacak.drivers import store as drivers
 from lacak.orders.models import Order
 
 
@@ -17,13 +18,18 @@ class FleetProvider:
         return Booked(external_id=None)  # the order shows up in /api/driver/v1/orders/available
 
     async def cancel(self, order: Order, external_id: str | None) -> None:
-        async with self.deps.db.transaction() as tx:
-            await tx.execute("DELETE FROM assignments WHERE order_pk = $1", order.pk)
+        await self._release(order)
 
     async def find_new_driver(self, order: Order, external_id: str | None, generation: int) -> Booked:
         # The previous driver loses the order; it is open to every driver again.
-        await self.cancel(order, external_id)
+        await self._release(order)
         return Booked(external_id=None)
+
+    async def _release(self, order: Order) -> None:
+        # Conditional on the order's current state: if another driver accepted the reopened
+        # order before this task ran, that driver's assignment stays.
+        async with self.deps.db.transaction() as tx:
+            await drivers.release(tx, order.pk)
 
 
 def build(deps: CourierDeps) -> FleetProvider:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lacak.couriers import bookings
 from lacak.couriers.base import Booked, CourierError
@@ -14,6 +14,7 @@ from lacak.jobs import store as jobs
 from lacak.jobs.models import Task
 from lacak.jobs.runner import Retry
 from lacak.orders.models import Order, Source, State, Update
+from lacak.storage.db import Connection
 
 log = logging.getLogger("lacak.couriers")
 
@@ -51,7 +52,16 @@ class _BookingTask:
             raise Retry(str(exc), exc.retry_after) from exc
         now = d.clock()
         async with d.db.transaction() as tx:
+            latest = await bookings.get(tx, order.pk)
+            if latest is not None and latest.status == "cancelled":
+                # Voided while the courier was booking: the cancel task saw no id yet, so cancel
+                # the booking that now exists instead of leaving it live at the courier.
+                await jobs.enqueue(tx, CANCEL, order.pk, now, {"external_id": booked.external_id}, now)
+                await jobs.complete(tx, task, now)
+                return
             await bookings.booked(tx, order.pk, booked.external_id, now)
+            if booked.live_tracking_url:
+                await _set_live_url(tx, order.pk, booked.live_tracking_url, now)
             for f in booked.follow_up:
                 due = now + _seconds(f.delay)
                 await jobs.enqueue(tx, f.kind, order.pk, due, {**f.payload, "generation": booking.generation}, now)
@@ -117,6 +127,15 @@ class CancelTask:
         log.error("courier cancel given up", extra={"order_pk": task.order_pk, "error": error})
         async with self.deps.db.transaction() as tx:
             await jobs.complete(tx, task, self.deps.clock())
+
+
+async def _set_live_url(tx: Connection, order_pk: int, url: str, now: datetime) -> None:
+    # Not a state change (no seq, no webhook); updated_at moves so the tracking ETag does.
+    await tx.execute(
+        "UPDATE orders SET live_tracking_url = $2, updated_at = $3 WHERE id = $1"
+        " AND live_tracking_url IS DISTINCT FROM $2",
+        order_pk, url, now,
+    )  # fmt: skip
 
 
 def _seconds(value: float) -> timedelta:

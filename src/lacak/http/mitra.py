@@ -34,7 +34,8 @@ async def tracking(request: Request, merchant: Merchant, s: Services) -> Respons
         s.metrics.lookups.labels("not_found").inc()
         raise
     s.metrics.lookups.labels("found").inc()
-    etag = f'"{order.pk}-{order.seq}"'
+    # seq moves with every state change; updated_at also with courier links set between them.
+    etag = f'"{order.pk}-{order.seq}-{int(order.updated_at.timestamp() * 1000)}"'
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)

@@ -88,7 +88,8 @@ class Runner:
                 await self._failed(handler, task, exc)
 
     async def _failed(self, handler: Handler, task: Task, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        # A Retry already says what went wrong in the courier's words; others need their type.
+        error = str(exc) if isinstance(exc, Retry) else f"{type(exc).__name__}: {exc}"
         if task.attempts >= handler.max_attempts:
             log.warning("task given up", extra={"task": task.id, "kind": task.kind, "error": error})
             try:

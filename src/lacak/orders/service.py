@@ -16,7 +16,7 @@ from lacak.metrics import Metrics
 from lacak.orders import lifecycle, validation
 from lacak.orders.models import PAID, UNPAID, Driver, Order, Payment, Place, Source, State, Update
 from lacak.orders.requests import Package, PickupRequest, PricingRequest
-from lacak.pricing.geo import straight_route
+from lacak.pricing.geo import city_route
 from lacak.pricing.quote import Quote, insurance_value, quote
 from lacak.pricing.tariff import SERVICES, Tariff
 from lacak.storage.store import Store
@@ -128,7 +128,7 @@ class Orders:
             item_weight=validation.weight_grams(pkg.item, f"packages.{i}.item"),
             shipping_cost=q.shipping_cost, insurance=None, admin_fee=q.admin_fee,
             total_price=q.total_price,
-            poly_line=straight_route(pkg.origin_lat, pkg.origin_long, pkg.destination_lat, pkg.destination_long),
+            poly_line=city_route(pkg.origin_lat, pkg.origin_long, pkg.destination_lat, pkg.destination_long),
             created_at=now, updated_at=now,
         )  # fmt: skip
 

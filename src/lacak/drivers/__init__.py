@@ -1,0 +1,1 @@
+"""The operator's own fleet: driver accounts, their tokens, and what drivers may do to orders."""
