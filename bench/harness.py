@@ -78,14 +78,24 @@ class Reply:
         return json.loads(self.body)
 
 
-def get(port: int, path: str, key: str | None = None) -> Reply:
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> Reply:  # fmt: skip
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
+
+
+def get(port: int, path: str, key: str | None = None) -> Reply:
+    return request(port, "GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+
+
+def post_json(port: int, path: str, payload: Any, headers: dict[str, str]) -> Reply:
+    body = json.dumps(payload).encode()
+    return request(port, "POST", path, body, {"Content-Type": "application/json", **headers})
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -209,17 +219,36 @@ class WrkPlan:
     seed: int = 1
 
 
-def wrk(port: int, mode: str, plan: WrkPlan, duration: float | None = None) -> Load:
-    seconds = plan.duration if duration is None else duration
-    cmd = [
-        wrk_path(), f"-t{plan.threads}", f"-c{plan.connections}", f"-d{seconds:g}s",
-        "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}",
-        "--", mode, str(plan.pairs), f"{plan.unknown:g}", str(plan.seed),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 120)
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    r = _parse_wrk(done.stdout)
+@dataclass(frozen=True)
+class WrkJob:
+    """One wrk process: its script, the script's arguments (after `--`), how hard, how long.
+
+    Every script prints the `BENCH_RESULT` line of lookup.lua's `done()`.
+    """
+
+    mode: str
+    script: Path
+    args: tuple[str, ...]
+    connections: int
+    duration: float
+    threads: int = 1
+
+    def command(self, port: int) -> list[str]:
+        return [
+            wrk_path(), f"-t{self.threads}", f"-c{self.connections}", f"-d{self.duration:g}s",
+            "--timeout", "10s", "-s", str(self.script), f"http://127.0.0.1:{port}", "--", *self.args,
+        ]  # fmt: skip
+
+
+def lookup_job(mode: str, plan: WrkPlan, duration: float | None = None) -> WrkJob:
+    """lookup.lua in `mode` ("lookup" or "static")."""
+    return WrkJob(
+        mode, LUA, (mode, str(plan.pairs), f"{plan.unknown:g}", str(plan.seed)), plan.connections,
+        plan.duration if duration is None else duration, plan.threads,
+    )  # fmt: skip
+
+
+def _load(mode: str, r: dict[str, Any]) -> Load:
     wall = r["duration_us"] / 1e6
     return Load(
         mode=mode, requests=r["requests"], seconds=wall, rps=r["requests"] / wall,
@@ -228,6 +257,29 @@ def wrk(port: int, mode: str, plan: WrkPlan, duration: float | None = None) -> L
         p999_ms=r["p999_us"] / 1000, max_ms=r["max_us"] / 1000,
         errors={k.removeprefix("errors_"): int(v) for k, v in r.items() if k.startswith("errors_")},
     )  # fmt: skip
+
+
+def wrk_together(port: int, jobs: Sequence[WrkJob]) -> list[Load]:
+    """Run the jobs at the same time, one wrk process each, and wait for all of them."""
+    procs = [subprocess.Popen(job.command(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for job in jobs]  # fmt: skip
+    try:
+        outputs = [proc.communicate(timeout=job.duration + 120) for proc, job in zip(procs, jobs, strict=True)]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    loads = []
+    for job, proc, (out, err) in zip(jobs, procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise BenchError(f"wrk {job.mode} failed ({proc.returncode}):\n{out}\n{err}")
+        loads.append(_load(job.mode, _parse_wrk(out)))
+    return loads
+
+
+def wrk(port: int, mode: str, plan: WrkPlan, duration: float | None = None) -> Load:
+    return wrk_together(port, [lookup_job(mode, plan, duration)])[0]
 
 
 # -- database-side CPU (PostgreSQL backends share the two cores with server and wrk) -------------
@@ -267,6 +319,15 @@ _LOOKUP = re.compile(r'^lacak_tracking_lookups_total\{result="(\w+)"\} ([0-9.e+]
 def lookup_counts(port: int) -> dict[str, int]:
     text = get(port, "/metrics").body.decode()
     return {name: int(float(value)) for name, value in _LOOKUP.findall(text)}
+
+
+_COUNTER = re.compile(r"^(lacak_\w+_total)(\{[^}]*\})? ([0-9.e+]+)$", re.MULTILINE)
+
+
+def counters(port: int) -> dict[str, float]:
+    """Every lacak counter, keyed by name and labels as /metrics prints them."""
+    text = get(port, "/metrics").body.decode()
+    return {name + (labels or ""): float(value) for name, labels, value in _COUNTER.findall(text)}
 
 
 # -- the typical response and the sanity check ---------------------------------------------------

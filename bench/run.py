@@ -271,7 +271,7 @@ def profiled(server: Server, db: Database, opts: Options) -> str | None:
         log("  (no py-spy: pip install py-spy to profile)")
         return None
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"profile-{db.backend}-{db.work.name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    out = RESULTS / f"profile-{db.work.name}-{time.strftime('%Y%m%d-%H%M%S')}.txt"
     cmd = [spy, "record", "-p", str(server.pid), "-d", f"{int(opts.plan.duration)}", "-r", "100",
            "-f", "raw", "-o", str(out)]  # fmt: skip
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
@@ -434,8 +434,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    harness.wrk_path()  # fail before seeding anything
-    info = machine()
+    try:
+        info = machine()  # finds wrk first: fail before seeding anything
+    except BenchError as exc:
+        print(f"BENCHMARK NOT RUN: {exc}", file=sys.stderr)
+        return 2
     log(f"machine: {info['cpus']} cpus, load {info['loadavg'][0]:.2f}; {info['wrk']}")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     root = Path(tempfile.mkdtemp(prefix="lacak-bench-"))
@@ -450,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             small = next((c for c in quiet if c.orders == args.small_orders and c is not big), None)
             found += verdicts(backend, big, small)
     except BenchError as exc:
+        if cases:
+            print("\n" + table(cases))
         print(f"\nBENCHMARK ABORTED: {exc}", file=sys.stderr)
         return 2
     finally:

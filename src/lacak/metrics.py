@@ -25,6 +25,9 @@ class Metrics:
         self.lookups = Counter(
             "lacak_tracking_lookups", "Tracking lookups by result", ["result"], registry=r
         )
+        # Bound once: label lookups cost more than the increment on the tracking hot path.
+        self.lookups_found = self.lookups.labels("found")
+        self.lookups_missing = self.lookups.labels("not_found")
         self.state_changes = Counter(
             "lacak_state_changes", "Order state change requests by target state and outcome",
             ["state", "outcome"], registry=r,

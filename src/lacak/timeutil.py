@@ -15,7 +15,10 @@ def wire(value: datetime | str | None) -> str | None:
     """`2024-01-19T04:01:37.000000Z`; SQLite already stores this text, so pass it through."""
     if value is None or isinstance(value, str):
         return value
-    return value.astimezone(UTC).strftime(WIRE_FORMAT)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat is several times faster than strftime, and this runs on every lookup.
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_wire(value: str) -> datetime:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lacak.http import admin, avatars, couriers, driver, mitra, ops
+from lacak.http.accesslog import AccessLog
 from lacak.http.envelope import error_response, fail
 from lacak.http.middleware import Observe
 from lacak.metrics import Metrics
@@ -34,6 +35,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
+    access_log = AccessLog() if settings.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -41,13 +43,17 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = s
             if settings.run_tasks:
                 s.couriers.start()
-            yield
+            try:
+                yield
+            finally:
+                if access_log is not None:
+                    access_log.flush()
 
     app = Starlette(
         routes=[*mitra.routes(), *admin.routes(), *driver.routes(), *couriers.routes(), *avatars.routes(),
                 *ops.routes()],  # fmt: skip
         lifespan=lifespan,
-        middleware=[Middleware(Observe, metrics=metrics, access_log=settings.access_log)],
+        middleware=[Middleware(Observe, metrics=metrics, access_log=access_log)],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},
     )
     # A trailing slash would otherwise get a bare 307; the contract wants an envelope.

@@ -5,7 +5,6 @@ Pure ASGI rather than BaseHTTPMiddleware: it sits on the tracking hot path.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -13,15 +12,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lacak.http.accesslog import AccessLog
 from lacak.logs import request_id
 from lacak.metrics import Metrics
 
-log = logging.getLogger("lacak.access")
 _VALID_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
@@ -64,10 +63,9 @@ class Observe:
             counter, histogram = self._instruments(scope["method"], label, status)
             counter.inc()
             histogram.observe(elapsed)
-            if self.access_log:
-                log.info(
-                    "request",
-                    extra={"method": scope["method"], "path": scope["path"], "route": label,
-                           "status": status, "duration_ms": round(elapsed * 1000, 3)},
+            if self.access_log is not None:
+                self.access_log.write(
+                    {"request_id": rid, "method": scope["method"], "path": scope["path"], "route": label,
+                     "status": status, "duration_ms": round(elapsed * 1000, 3)}
                 )  # fmt: skip
             request_id.reset(token)

@@ -31,9 +31,9 @@ async def tracking(request: Request, merchant: Merchant, s: Services) -> Respons
     try:
         order = await s.orders.track(merchant, request.path_params["order_id"])
     except NotFound:
-        s.metrics.lookups.labels("not_found").inc()
+        s.metrics.lookups_missing.inc()
         raise
-    s.metrics.lookups.labels("found").inc()
+    s.metrics.lookups_found.inc()
     # seq moves with every state change; updated_at also with courier links set between them.
     etag = f'"{order.pk}-{order.seq}-{int(order.updated_at.timestamp() * 1000)}"'
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}

@@ -22,6 +22,15 @@ def _translate(exc: Exception) -> StorageError:
     return StorageError(str(exc))
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release `RESET ALL; UNLISTEN *; …` round trip.
+
+    lacak keeps no session state (no SET, LISTEN, advisory locks or cursors outlive a call),
+    and that extra query cost more than the tracking lookup itself. asyncpg still rolls back
+    a transaction left open on release.
+    """
+
+
 class PostgresConnection:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
@@ -69,7 +78,7 @@ class PostgresDatabase:
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.pool_size, command_timeout=30
+                self.url, min_size=1, max_size=self.pool_size, command_timeout=30, reset=_no_reset
             )
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
