@@ -166,10 +166,10 @@ def check_pickup(result: Any, started: float) -> tuple[str, str, str]:
         assert tuple(float(x) for x in lat_long.split(",")) == latlong(side)
         assert pkg[side] == sent_place(side, "name", "address", "phone")
     assert pkg["driver"] == {"name": None, "phone": None, "image": None}
-    assert polyline.decode(pkg["poly_line"], 5) == [
-        pytest.approx(latlong("origin"), abs=1e-5),
-        pytest.approx(latlong("destination"), abs=1e-5),
-    ]
+    route = polyline.decode(pkg["poly_line"], 5)  # the street route the courier will drive
+    assert len(route) >= 2
+    assert route[0] == pytest.approx(latlong("origin"), abs=1e-5)
+    assert route[-1] == pytest.approx(latlong("destination"), abs=1e-5)
     return pkg["order_id"], payment["payment_id"], pkg["poly_line"]
 
 

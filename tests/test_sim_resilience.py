@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import Api, Backend, create_merchant, create_order
 from tests.test_simulator import (
+    TASK_LEASE,
     check_history,
     finished,
     fresh_database,
@@ -23,9 +24,9 @@ from tests.test_simulator import (
     wait_for,
 )
 
-# A task claimed by a killed process keeps its lease (60 s in the runner) before another
-# process may take it over: a killed step can take that long to resume.
-LEASE = 60.0
+# A task claimed by a killed process keeps its lease (LACAK_TASK_LEASE, 5 s in these tests)
+# before another process may take it over: a killed step can take that long to resume.
+LEASE = TASK_LEASE
 TERMINAL = ("delivered", "returned", "cancelled", "failed")
 
 
@@ -68,6 +69,9 @@ def test_killed_server_resumes_every_trip(own: Backend, tmp_path: Path) -> None:
         srv.stop()
     killed_at = datetime.now(UTC)
     assert not set(at_kill) & set(TERMINAL), at_kill
+    # Each trip's whole state is its one pending step in the database (none lived in memory only).
+    pending = own.query("SELECT order_pk FROM tasks WHERE kind = 'sim.step' AND done_at IS NULL")
+    assert sorted(r["order_pk"] for r in pending) == sorted(order_pk(own, o) for o in order_ids)
 
     again = start(env, tmp_path / "second.log")
     try:

@@ -77,8 +77,12 @@ def own(backend: Backend, tmp_path: Path) -> Iterator[Backend]:
         yield db
 
 
+TASK_LEASE = 5.0  # short, so a step held by a killed process is taken over quickly
+
+
 def sim_env(db: Backend, **sim: str) -> dict[str, str]:
-    return db.env(**{f"LACAK_SIM_{k.upper()}": v for k, v in {**FAST, **sim}.items()})
+    return db.env(LACAK_TASK_LEASE=str(TASK_LEASE),
+                  **{f"LACAK_SIM_{k.upper()}": v for k, v in {**FAST, **sim}.items()})  # fmt: skip
 
 
 def start(env: dict[str, str], log: Path, workers: int = 1) -> Server:

@@ -135,6 +135,7 @@ class Settings:
     port: int = 8080
     public_url: str | None = None
     run_tasks: bool = True  # serve also runs the task loop (simulator, courier bookings)
+    task_lease: float = 60.0  # seconds a claimed task is held before another process may take it
     sim: SimSettings = field(default_factory=SimSettings)
     couriers: CourierSettings = field(default_factory=CourierSettings)
 
@@ -183,6 +184,7 @@ class Settings:
             port=int(e.num("LACAK_PORT", 8080)),
             public_url=e.opt("LACAK_PUBLIC_URL"),
             run_tasks=e.flag("LACAK_RUN_TASKS", True),
+            task_lease=max(1.0, e.num("LACAK_TASK_LEASE", 60.0)),
             sim=SimSettings.from_env(e),
             couriers=CourierSettings.from_env(e),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from dataclasses import dataclass
 
 from lacak.couriers.deps import CourierDeps
@@ -32,7 +33,7 @@ class Couriers:
         providers = Providers(deps)
         handlers: list[Handler] = [BookTask(deps, providers), RedriveTask(deps, providers), CancelTask(deps, providers),
                     *providers.extra_handlers()]  # fmt: skip
-        runner = Runner(db, handlers, utcnow)
+        runner = Runner(db, handlers, utcnow, lease=timedelta(seconds=settings.task_lease))
         store.listeners.append(runner.wake)
         return cls(deps, providers, runner)
 
