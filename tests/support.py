@@ -88,9 +88,13 @@ def server_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
 
 def lacak(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lacak", *args], env=env, capture_output=True, text=True,
-        check=check, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "lacak", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
 
 
 class Server:
@@ -107,10 +111,20 @@ class Server:
     def start(self) -> Server:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lacak", "serve", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "lacak",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -185,8 +199,7 @@ class Api:
         self.base_url = base_url
         self.key = key
         self.merchant_id = merchant_id
-        self.http = httpx.Client(base_url=base_url, timeout=30,
-                                 headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+        self.http = httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {key}"})
 
     def track(self, order_id: str) -> httpx.Response:
         return self.http.get(f"/api/mitra/v4/instant/tracking/{order_id}")
@@ -196,14 +209,14 @@ class Api:
 
 
 def admin_client(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=30,
-                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+    return httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
 def create_merchant(base_url: str, *, prepaid: bool = False) -> Api:
     with admin_client(base_url) as admin:
-        r = admin.post("/api/admin/merchants",
-                       json={"name": f"m-{uuid.uuid4().hex[:12]}", "prepaid": prepaid})  # fmt: skip
+        r = admin.post(
+            "/api/admin/merchants", json={"name": f"m-{uuid.uuid4().hex[:12]}", "prepaid": prepaid}
+        )
     body = r.json()
     assert body["status"] is True, body
     return Api(base_url, body["result"]["api_key"], body["result"]["merchant_id"])
@@ -212,22 +225,33 @@ def create_merchant(base_url: str, *, prepaid: bool = False) -> Api:
 def package(**over: Any) -> dict[str, Any]:
     """A valid package for the default tariff (gosend instant motor: Rp 34,000)."""
     pkg: dict[str, Any] = {
-        "origin_name": "Arfian", "origin_phone": "081280045616", "origin_lat": -7.8032616,
-        "origin_long": 110.350244, "origin_address": "Wirobrajan, Yogyakarta",
-        "origin_address_note": "Tidak Ada Origin", "destination_name": "Okka",
-        "destination_phone": "081280045616", "destination_lat": -7.7349434,
-        "destination_long": 110.405355, "destination_address": "Minomartani, Sleman",
-        "destination_address_note": "Dekat Pasar", "shipping_price": 34000,
-        "item": {"name": "Barang 1", "description": "Barang 1 Description", "price": 20000,
-                 "weight": 1000},
-    }  # fmt: skip
+        "origin_name": "Arfian",
+        "origin_phone": "081280045616",
+        "origin_lat": -7.8032616,
+        "origin_long": 110.350244,
+        "origin_address": "Wirobrajan, Yogyakarta",
+        "origin_address_note": "Tidak Ada Origin",
+        "destination_name": "Okka",
+        "destination_phone": "081280045616",
+        "destination_lat": -7.7349434,
+        "destination_long": 110.405355,
+        "destination_address": "Minomartani, Sleman",
+        "destination_address_note": "Dekat Pasar",
+        "shipping_price": 34000,
+        "item": {"name": "Barang 1", "description": "Barang 1 Description", "price": 20000, "weight": 1000},
+    }
     pkg.update(over)
     return pkg
 
 
 def pickup(packages: list[dict[str, Any]] | None = None, **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"service": "gosend", "service_type": "instant", "vehicle": "motor",
-                            "order_prefix": "TST", "packages": packages or [package()]}  # fmt: skip
+    body: dict[str, Any] = {
+        "service": "gosend",
+        "service_type": "instant",
+        "vehicle": "motor",
+        "order_prefix": "TST",
+        "packages": packages or [package()],
+    }
     body.update(over)
     return body
 

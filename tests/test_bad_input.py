@@ -144,9 +144,11 @@ SCOPES = {
 SNAPSHOT = "SELECT " + ", ".join(
     [f"(SELECT count(*) FROM {table}) AS all_{table}" for table in TABLES]
     + [f"(SELECT count(*) FROM {table} WHERE {SCOPES[table]}) AS own_{table}" for table in TABLES]
-    + ["(SELECT coalesce(sum(seq), 0) FROM orders WHERE merchant_id = $1) AS own_order_seqs",
-       "(SELECT callback_url FROM merchants WHERE id = $1) AS callback_url"]
-)  # fmt: skip
+    + [
+        "(SELECT coalesce(sum(seq), 0) FROM orders WHERE merchant_id = $1) AS own_order_seqs",
+        "(SELECT callback_url FROM merchants WHERE id = $1) AS callback_url",
+    ]
+)
 
 
 def snapshot(backend: Backend, merchant_id: int) -> dict[str, Any]:

@@ -14,8 +14,13 @@ def _set(api: Api, url: str) -> dict[str, object]:
 
 def test_public_url_is_accepted_in_kiriminaja_words(api: Api, backend: Backend) -> None:
     url = "https://93.184.216.34/kiriminaja/webhook"
-    assert _set(api, url) == {"status": True, "text": f"Callback di set ke {url}", "code": 0,
-                              "method": "set_callback", "result": None}  # fmt: skip
+    assert _set(api, url) == {
+        "status": True,
+        "text": f"Callback di set ke {url}",
+        "code": 0,
+        "method": "set_callback",
+        "result": None,
+    }
     rows = backend.query("SELECT callback_url FROM merchants WHERE id = $1", api.merchant_id)
     assert rows == [{"callback_url": url}]
 

@@ -17,7 +17,9 @@ def test_merchant_create_prints_a_key_once_and_it_works(backend: Backend, server
     assert re.fullmatch(r"[0-9a-f]{64}", out["api_key"])
     api = Api(server.base_url, out["api_key"], out["merchant_id"])
     assert api.track("NONE-1").json()["text"] == "data not found"
-    stored = backend.query("SELECT key_hash, key_enc FROM api_keys WHERE merchant_id = $1", out["merchant_id"])
+    stored = backend.query(
+        "SELECT key_hash, key_enc FROM api_keys WHERE merchant_id = $1", out["merchant_id"]
+    )
     assert out["api_key"] not in json.dumps(stored)  # only a hash and a sealed copy at rest
     listed = json.loads(lacak(backend.env(), "merchant", "list", "--json").stdout)
     mine = next(m for m in listed if m["merchant_id"] == out["merchant_id"])
@@ -34,16 +36,29 @@ def test_key_rotate_replaces_the_key(backend: Backend, server: Server) -> None:
     out = json.loads(lacak(backend.env(), "merchant", "create", f"cli-{backend.name}-rot", "--json").stdout)
     new = json.loads(lacak(backend.env(), "key", "rotate", str(out["merchant_id"]), "--json").stdout)
     assert new["api_key"] != out["api_key"]
-    r = httpx.get(f"{server.base_url}/api/mitra/v4/instant/tracking/X-1",
-                  headers={"Authorization": f"Bearer {new['api_key']}"})  # fmt: skip
+    r = httpx.get(
+        f"{server.base_url}/api/mitra/v4/instant/tracking/X-1",
+        headers={"Authorization": f"Bearer {new['api_key']}"},
+    )
     assert r.status_code == 200
 
 
 def test_order_advance_and_show(backend: Backend, api: Api) -> None:
     pkg = create_order(api)
     oid = pkg["order_id"]
-    done = lacak(backend.env(), "order", "advance", oid, "driver_assigned", "--driver-name", "Budi",
-                 "--driver-phone", "081234567890", "--tracking-code", "GK-11-1")  # fmt: skip
+    done = lacak(
+        backend.env(),
+        "order",
+        "advance",
+        oid,
+        "driver_assigned",
+        "--driver-name",
+        "Budi",
+        "--driver-phone",
+        "081234567890",
+        "--tracking-code",
+        "GK-11-1",
+    )
     assert "applied" in done.stdout and "seq=3" in done.stdout
     result = api.track(oid).json()["result"]
     assert result["driver"]["name"] == "Budi" and result["tracking_code"] == "GK-11-1"
@@ -53,7 +68,12 @@ def test_order_advance_and_show(backend: Backend, api: Api) -> None:
     assert refused.returncode == 1 and "stale" in refused.stdout
     shown = json.loads(lacak(backend.env(), "order", "show", oid).stdout)
     assert [h["state"] for h in shown["history"]] == [
-        "created", "finding_driver", "driver_assigned", "finding_driver", "created"]  # fmt: skip
+        "created",
+        "finding_driver",
+        "driver_assigned",
+        "finding_driver",
+        "created",
+    ]
     assert [h["outcome"] for h in shown["history"]][-1] == "stale"
 
 
@@ -67,8 +87,10 @@ def test_demo_creates_orders_and_prints_working_examples(backend: Backend, serve
     key = re.search(r"API key: ([0-9a-f]{64})", out)
     order_id = re.search(r"tracking/(DEMO-\d+)", out)
     assert key and order_id and "from kiriminaja import KiriminAja" in out
-    r = httpx.get(f"{server.base_url}/api/mitra/v4/instant/tracking/{order_id.group(1)}",
-                  headers={"Authorization": f"Bearer {key.group(1)}"}).json()  # fmt: skip
+    r = httpx.get(
+        f"{server.base_url}/api/mitra/v4/instant/tracking/{order_id.group(1)}",
+        headers={"Authorization": f"Bearer {key.group(1)}"},
+    ).json()
     assert r["result"]["status_name"] == "finding_driver"  # the simulator (parked in tests) takes it on
     # Running it again reuses the same merchant and key.
     again = lacak(backend.env(), "demo", "--base-url", server.base_url).stdout

@@ -64,10 +64,13 @@ PRICE = {s: _price(s) for s in ("gosend", "grab_express", "borzo")}
 @pytest.fixture(scope="module")
 def couriers(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = backend.env(
-        LACAK_PROVIDER_GOSEND="fleet", LACAK_PROVIDER_GRAB_EXPRESS="fleet", LACAK_PROVIDER_BORZO="fleet",
-        LACAK_GOSEND_CALLBACK_TOKEN=GOSEND_TOKEN, LACAK_GRAB_CALLBACK_TOKEN=GRAB_TOKEN,
+        LACAK_PROVIDER_GOSEND="fleet",
+        LACAK_PROVIDER_GRAB_EXPRESS="fleet",
+        LACAK_PROVIDER_BORZO="fleet",
+        LACAK_GOSEND_CALLBACK_TOKEN=GOSEND_TOKEN,
+        LACAK_GRAB_CALLBACK_TOKEN=GRAB_TOKEN,
         LACAK_BORZO_CALLBACK_SECRET=BORZO_SECRET,
-    )  # fmt: skip
+    )
     srv = Server(env, tmp_path_factory.mktemp("couriers") / "server.log").start()
     yield srv
     client(srv.base_url).close()
@@ -121,8 +124,11 @@ def book(backend: Backend, api: Api, provider: str, external_id: str | None = No
             "UPDATE bookings SET external_id = $2, provider = $3 WHERE order_pk ="
             " (SELECT id FROM orders WHERE merchant_id = $4 AND order_id = $1) AND status = 'booked'"
             " RETURNING order_pk",
-            order_id, external_id, provider, api.merchant_id,
-        )  # fmt: skip
+            order_id,
+            external_id,
+            provider,
+            api.merchant_id,
+        )
         if rows:
             break
         assert time.monotonic() < deadline, f"{order_id} was never booked"
@@ -139,8 +145,11 @@ GOSEND_DRIVER = {
     "photo": "https://gosend.example/d/510001.jpg",
 }
 GRAB_DRIVER = {"name": "Budi Santoso", "phone": "6281298765432", "photo": "https://grab.example/p/77.jpg"}
-BORZO_DRIVER = {"name": "Budi Santoso", "phone": "6281298765432",
-                "photo": "https://borzodelivery.com/img/c/551234.jpg"}  # fmt: skip
+BORZO_DRIVER = {
+    "name": "Budi Santoso",
+    "phone": "6281298765432",
+    "photo": "https://borzodelivery.com/img/c/551234.jpg",
+}
 GRAB_PLATE = "B 3456 KLM"
 COURIER_AT = (-6.2011, 106.8123)
 GRAB_WIRE_DRIVER = {
@@ -162,11 +171,17 @@ GRAB_NO_DRIVER = {
 }
 GOSEND_LIVE = "http://gjk.io/abcd"
 GOSEND_TYPE = {
-    "confirmed": "CONFIRMED", "allocated": "DRIVER_FOUND", "out_for_pickup": "DRIVER_OTW_PICKUP",
-    "picked": "ITEM_PICKED", "out_for_delivery": "DRIVER_OTW_DROP", "on_hold": "ON_HOLD",
-    "delivered": "COMPLETED", "cancelled": "CANCELLED", "no_driver": "DRIVER_NOT_FOUND",
+    "confirmed": "CONFIRMED",
+    "allocated": "DRIVER_FOUND",
+    "out_for_pickup": "DRIVER_OTW_PICKUP",
+    "picked": "ITEM_PICKED",
+    "out_for_delivery": "DRIVER_OTW_DROP",
+    "on_hold": "ON_HOLD",
+    "delivered": "COMPLETED",
+    "cancelled": "CANCELLED",
+    "no_driver": "DRIVER_NOT_FOUND",
     "rejected": "REJECTED",
-}  # fmt: skip
+}
 NO_DRIVER_YET = {"finding_driver", "no_driver"}
 
 
@@ -183,16 +198,31 @@ def gosend_event(
     d = GOSEND_DRIVER if state not in NO_DRIVER_YET else {"name": "", "phone": "", "photo": ""}
     start = int(at.timestamp())
     payload = {
-        "@type": "booking_event", "entity_id": trip.external_id, "booking_id": trip.external_id,
-        "type": GOSEND_TYPE.get(status, status.upper()), "event_date": int(at.timestamp() * 1000),
-        "event_id": str(uuid.uuid4()), "partner_id": "601", "destination_type": "market_place",
-        "status": status, "booking_status": status, "booking_type": "instant",
-        "driver_name": d["name"], "driver_phone": d["phone"], "driver_phone2": "", "driver_phone3": "",
-        "driver_photo_url": d["photo"], "total_distance_in_kms": 9.7, "price": 34000.0,
-        "receiver_name": "Okka" if status == "delivered" else "", "live_tracking_url": GOSEND_LIVE,
-        "cancelled_by": "customer_service" if reason else None, "cancellation_reason": reason,
-        "pickup_eta": f"{start + 300}-{start + 900}", "delivery_eta": f"{start + 1500}-{start + 2400}",
-    }  # fmt: skip
+        "@type": "booking_event",
+        "entity_id": trip.external_id,
+        "booking_id": trip.external_id,
+        "type": GOSEND_TYPE.get(status, status.upper()),
+        "event_date": int(at.timestamp() * 1000),
+        "event_id": str(uuid.uuid4()),
+        "partner_id": "601",
+        "destination_type": "market_place",
+        "status": status,
+        "booking_status": status,
+        "booking_type": "instant",
+        "driver_name": d["name"],
+        "driver_phone": d["phone"],
+        "driver_phone2": "",
+        "driver_phone3": "",
+        "driver_photo_url": d["photo"],
+        "total_distance_in_kms": 9.7,
+        "price": 34000.0,
+        "receiver_name": "Okka" if status == "delivered" else "",
+        "live_tracking_url": GOSEND_LIVE,
+        "cancelled_by": "customer_service" if reason else None,
+        "cancellation_reason": reason,
+        "pickup_eta": f"{start + 300}-{start + 900}",
+        "delivery_eta": f"{start + 1500}-{start + 2400}",
+    }
     return Wire(payload, d if d["name"] else None, None, GOSEND_LIVE)
 
 
@@ -203,12 +233,21 @@ def grab_event(
     track = f"https://express.grab.com/track/{trip.external_id}" if allocated else ""
     driver = GRAB_WIRE_DRIVER if allocated else GRAB_NO_DRIVER
     payload = {
-        "deliveryID": trip.external_id, "merchantOrderID": trip.order_id, "timestamp": int(at.timestamp()),
-        "status": status, "trackURL": track, "pickupPin": "4821", "failedReason": reason or "",
+        "deliveryID": trip.external_id,
+        "merchantOrderID": trip.order_id,
+        "timestamp": int(at.timestamp()),
+        "status": status,
+        "trackURL": track,
+        "pickupPin": "4821",
+        "failedReason": reason or "",
         "sender": {"name": "Arfian", "address": "Wirobrajan, Yogyakarta", "relationship": ""},
         "recipient": {"name": "Okka", "address": "Minomartani, Sleman", "relationship": ""},
-        "driver": driver, "distance": 9700, "pickupProofURL": "", "dropoffProofURL": "", "cancelProofURL": "",
-    }  # fmt: skip
+        "driver": driver,
+        "distance": 9700,
+        "pickupProofURL": "",
+        "dropoffProofURL": "",
+        "cancelProofURL": "",
+    }
     return Wire(payload, GRAB_DRIVER if allocated else None, COURIER_AT if allocated else None, track or None)
 
 
@@ -218,24 +257,62 @@ def borzo_event(trip: Trip, status: str, at: datetime, state: str, kind: str = "
     order_id = int(trip.external_id)
     # Borzo sends coordinates as numbers in some objects and as strings in others.
     lat, long = COURIER_AT if kind == "delivery" else tuple(str(c) for c in COURIER_AT)
-    courier = ({"courier_id": 551234, "surname": "Santoso", "name": "Budi", "middlename": None,
-                "phone": BORZO_DRIVER["phone"], "photo_url": BORZO_DRIVER["photo"], "latitude": lat,
-                "longitude": long} if allocated else None)  # fmt: skip
+    courier = (
+        {
+            "courier_id": 551234,
+            "surname": "Santoso",
+            "name": "Budi",
+            "middlename": None,
+            "phone": BORZO_DRIVER["phone"],
+            "photo_url": BORZO_DRIVER["photo"],
+            "latitude": lat,
+            "longitude": long,
+        }
+        if allocated
+        else None
+    )
     if kind == "order":
-        payload = {"event_datetime": when, "event_type": "order_changed", "order": {
-            "order_id": order_id, "order_name": str(order_id), "status": status,
-            "status_description": f"Order {status}", "payment_amount": "21500.00", "courier": courier,
-            "points": ["…as in create-order…"]}}  # fmt: skip
+        payload = {
+            "event_datetime": when,
+            "event_type": "order_changed",
+            "order": {
+                "order_id": order_id,
+                "order_name": str(order_id),
+                "status": status,
+                "status_description": f"Order {status}",
+                "payment_amount": "21500.00",
+                "courier": courier,
+                "points": ["…as in create-order…"],
+            },
+        }
     else:
-        payload = {"event_datetime": when, "event_type": "delivery_changed", "delivery": {
-            "delivery_id": order_id + 7, "delivery_type": "plain", "order_id": order_id, "client_id": 90011,
-            "client_order_id": trip.order_id, "address": "Minomartani, Sleman", "latitude": -7.7349434,
-            "longitude": 110.405355, "status": status, "status_datetime": when, "created_datetime": when,
-            "order_name": str(order_id), "order_payment_amount": "21500.00",
-            "delivery_price_amount": "21000.00", "point_id": 7700102,
-            "contact_person": {"name": "Okka", "phone": "6281280045616"}, "note": "Dekat Pasar",
-            "taking_amount": "0.00", "buyout_amount": "0.00", "courier": courier,
-            "packages": []}}  # fmt: skip
+        payload = {
+            "event_datetime": when,
+            "event_type": "delivery_changed",
+            "delivery": {
+                "delivery_id": order_id + 7,
+                "delivery_type": "plain",
+                "order_id": order_id,
+                "client_id": 90011,
+                "client_order_id": trip.order_id,
+                "address": "Minomartani, Sleman",
+                "latitude": -7.7349434,
+                "longitude": 110.405355,
+                "status": status,
+                "status_datetime": when,
+                "created_datetime": when,
+                "order_name": str(order_id),
+                "order_payment_amount": "21500.00",
+                "delivery_price_amount": "21000.00",
+                "point_id": 7700102,
+                "contact_person": {"name": "Okka", "phone": "6281280045616"},
+                "note": "Dekat Pasar",
+                "taking_amount": "0.00",
+                "buyout_amount": "0.00",
+                "courier": courier,
+                "packages": [],
+            },
+        }
     return Wire(payload, BORZO_DRIVER if allocated else None, COURIER_AT if allocated else None, None)
 
 
@@ -258,8 +335,9 @@ def credentials(provider: str, raw: bytes) -> dict[str, str]:
     return {"X-DV-Signature": sign(raw)}
 
 
-def post(srv: Server, provider: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
-         ) -> httpx.Response:  # fmt: skip
+def post(
+    srv: Server, provider: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = credentials(provider, raw) if headers is None else headers
     return client(srv.base_url).post(
@@ -298,8 +376,9 @@ def inbox(backend: Backend, provider: str, external_id: str) -> list[dict[str, A
     return backend.query(
         "SELECT native_status, outcome, order_pk, payload FROM courier_inbox"
         " WHERE provider = $1 AND external_id = $2 ORDER BY id",
-        provider, external_id,
-    )  # fmt: skip
+        provider,
+        external_id,
+    )
 
 
 def metric(srv: Server, provider: str, outcome: str) -> float:
@@ -308,7 +387,9 @@ def metric(srv: Server, provider: str, outcome: str) -> float:
         r"^(\w+)\{([^}]*)\} (\S+)$", client(srv.base_url).get("/metrics").text, re.M
     ):
         if name == "lacak_courier_events_total" and dict(re.findall(r'(\w+)="([^"]*)"', labels)) == {
-            "provider": provider, "outcome": outcome}:  # fmt: skip
+            "provider": provider,
+            "outcome": outcome,
+        }:
             return float(value)
     return 0.0
 
@@ -357,8 +438,14 @@ MAPPING = [
     Row(G, "delivered", "delivered", before=("in_transit",)),
     Row(G, "cancelled", "cancelled", reason="Dibatalkan oleh CS", described="Dibatalkan oleh CS"),
     Row(G, "no_driver", "no_driver", described="driver not found"),
-    Row(G, "rejected", "failed", before=("in_transit",), reason="Penerima tidak dapat dihubungi",
-        described="Penerima tidak dapat dihubungi"),
+    Row(
+        G,
+        "rejected",
+        "failed",
+        before=("in_transit",),
+        reason="Penerima tidak dapat dihubungi",
+        described="Penerima tidak dapat dihubungi",
+    ),
     Row(X, "QUEUEING", "finding_driver", before=("no_driver",)),
     Row(X, "ALLOCATING", "finding_driver", before=("driver_assigned",)),  # the driver dropped it
     Row(X, "PENDING_PICKUP", "driver_assigned"),
@@ -371,8 +458,14 @@ MAPPING = [
     Row(X, "CANCELED", "cancelled", described="cancelled"),
     Row(X, "CANCELLED", "cancelled", described="cancelled"),  # the webhook's other spelling
     Row(X, "FAILED", "no_driver", reason="6|Could not find driver", described="Could not find driver"),
-    Row(X, "FAILED", "failed", before=("picked_up",), reason="5|Canceled by Grab Operator",
-        described="Canceled by Grab Operator"),
+    Row(
+        X,
+        "FAILED",
+        "failed",
+        before=("picked_up",),
+        reason="5|Canceled by Grab Operator",
+        described="Canceled by Grab Operator",
+    ),
     Row(B, "planned", "finding_driver", before=("no_driver",)),
     Row(B, "available", "finding_driver", before=("no_driver",), kind="order"),
     Row(B, "reactivated", "finding_driver", before=("driver_assigned",), kind="order"),
@@ -386,9 +479,13 @@ MAPPING = [
     Row(B, "finished", "delivered"),
     Row(B, "return_finished", "returned", before=("returning",)),
     Row(B, "canceled", "cancelled", described="cancelled"),
-]  # fmt: skip
-DATE_SET_BY = {"driver_assigned": "allocated_at", "delivered": "finished_at", "returned": "finished_at",
-               "cancelled": "canceled_at"}  # fmt: skip
+]
+DATE_SET_BY = {
+    "driver_assigned": "allocated_at",
+    "delivered": "finished_at",
+    "returned": "finished_at",
+    "cancelled": "canceled_at",
+}
 EMPTY_DRIVER = {"name": None, "phone": None, "photo": None}
 
 
@@ -399,8 +496,13 @@ def test_every_mapping_row(row: Row, couriers: Server, merchant: Api, backend: B
     at = soon(5)
     wire, r = send(couriers, trip, row.native, at, row.state, reason=row.reason, kind=row.kind)
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": True, "text": "ok", "code": 0, "method": None,
-                        "result": {"received": 1, "outcomes": ["applied"]}}  # fmt: skip
+    assert r.json() == {
+        "status": True,
+        "text": "ok",
+        "code": 0,
+        "method": None,
+        "result": {"received": 1, "outcomes": ["applied"]},
+    }
 
     t = tracking(merchant, trip)
     assert t["status_name"] == row.state
@@ -419,7 +521,11 @@ def test_every_mapping_row(row: Row, couriers: Server, merchant: Api, backend: B
 
     last = history(couriers, merchant, trip)[-1]
     assert (last["state"], last["outcome"], last["source"], last["native_code"]) == (
-        row.state, "applied", "courier", row.native)  # fmt: skip
+        row.state,
+        "applied",
+        "courier",
+        row.native,
+    )
     assert last["dedupe_key"].startswith(f"{row.provider}:")
     assert datetime.fromisoformat(last["occurred_at"]) == at
 
@@ -452,7 +558,10 @@ def test_the_gosend_fixture_verbatim(couriers: Server, merchant: Api, backend: B
     assert t["driver"] == EMPTY_DRIVER  # GoSend's empty strings are "no driver", not a driver named ""
     last = history(couriers, merchant, trip)[-1]
     assert (last["native_code"], last["native_text"], last["dedupe_key"]) == (
-        "no_driver", "DRIVER_NOT_FOUND", "gosend:7444acc4-0000-4000-8000-000000000001")  # fmt: skip
+        "no_driver",
+        "DRIVER_NOT_FOUND",
+        "gosend:7444acc4-0000-4000-8000-000000000001",
+    )
     assert datetime.fromisoformat(last["occurred_at"]) == datetime(2022, 3, 29, 8, 35, 33, tzinfo=UTC)
     assert inbox(backend, "gosend", "GK-11-117385")[0]["payload"] == raw.decode()
 
@@ -470,7 +579,7 @@ BAD_AUTH: list[tuple[str, str, Forge]] = [
     (B, "missing signature", lambda raw: (raw, {})),
     (B, "tampered body", lambda raw: (raw.replace(b"Okka", b"Mallory"), {"X-DV-Signature": sign(raw)})),
     (B, "signature of nothing", lambda raw: (raw, {"X-DV-Signature": sign(b"")})),
-]  # fmt: skip
+]
 DELIVERED = {G: "delivered", X: "COMPLETED", B: "finished"}
 
 
@@ -610,8 +719,13 @@ def test_late_events_never_move_an_order_backwards(
 
 
 def _event(after_pickup: State | None) -> InboundEvent:
-    return InboundEvent(external_id="IN-1", native_status="FAILED", state=State.NO_DRIVER,
-                        after_pickup=after_pickup, dedupe_key="k")  # fmt: skip
+    return InboundEvent(
+        external_id="IN-1",
+        native_status="FAILED",
+        state=State.NO_DRIVER,
+        after_pickup=after_pickup,
+        dedupe_key="k",
+    )
 
 
 @pytest.mark.parametrize(
@@ -637,11 +751,17 @@ def test_grab_failed_means_no_driver_before_pickup_and_failed_after(
 def test_grab_failed_carries_the_marker() -> None:
     [e] = grab.parse(b'{"deliveryID": "IN-1", "status": "FAILED", "failedReason": "6|Could not find driver"}')
     assert (e.state, e.after_pickup, e.reason, e.native_text) == (
-        State.NO_DRIVER, State.FAILED, "Could not find driver", "6|Could not find driver")  # fmt: skip
+        State.NO_DRIVER,
+        State.FAILED,
+        "Could not find driver",
+        "6|Could not find driver",
+    )
 
 
-@pytest.mark.parametrize("stamp", ["1704871230", '"1704871230"', '"2024-01-10T07:20:30Z"',
-                                   '"2024-01-10T14:20:30+07:00"', "1704871230.0"])  # fmt: skip
+@pytest.mark.parametrize(
+    "stamp",
+    ["1704871230", '"1704871230"', '"2024-01-10T07:20:30Z"', '"2024-01-10T14:20:30+07:00"', "1704871230.0"],
+)
 def test_grab_timestamps_in_seconds_or_iso(stamp: str) -> None:
     [e] = grab.parse(b'{"deliveryID": "IN-1", "status": "COMPLETED", "timestamp": %b}' % stamp.encode())
     assert e.occurred_at == datetime(2024, 1, 10, 7, 20, 30, tzinfo=UTC)
@@ -659,9 +779,12 @@ def test_borzo_signature_is_checked_on_the_raw_bytes() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"event_datetime": "2024-01-10T15:24:11+07:00"}', b'{"event_datetime": "yesterday", "order":'
-     b' {"order_id": 1, "status": "available"}}', b'{"order": {"order_id": 1, "status": "available"}}'],
-)  # fmt: skip
+    [
+        b'{"event_datetime": "2024-01-10T15:24:11+07:00"}',
+        b'{"event_datetime": "yesterday", "order": {"order_id": 1, "status": "available"}}',
+        b'{"order": {"order_id": 1, "status": "available"}}',
+    ],
+)
 def test_borzo_bodies_without_what_lacak_needs_are_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedPayload):
         borzo.parse(raw)
@@ -675,9 +798,11 @@ def test_gosend_token_header_name_is_configurable() -> None:
 
 
 def test_borzo_courier_position_may_come_as_strings() -> None:
-    raw = (b'{"event_datetime": "2024-01-10T15:18:40+07:00", "event_type": "order_changed", "order":'
-           b' {"order_id": 4212345, "status": "active", "courier": {"name": "Budi", "surname": "Santoso",'
-           b' "latitude": "-6.1702", "longitude": "106.8011"}}}')  # fmt: skip
+    raw = (
+        b'{"event_datetime": "2024-01-10T15:18:40+07:00", "event_type": "order_changed", "order":'
+        b' {"order_id": 4212345, "status": "active", "courier": {"name": "Budi", "surname": "Santoso",'
+        b' "latitude": "-6.1702", "longitude": "106.8011"}}}'
+    )
     [e] = borzo.parse(raw)
     assert (e.external_id, e.state, e.lat, e.long) == ("4212345", None, -6.1702, 106.8011)
     assert e.driver is not None and e.driver.name == "Budi Santoso"

@@ -68,15 +68,41 @@ def an_order(**over: Any) -> Order:
     """The order of the research's examples (Jakarta, shoes, Rp 500,000)."""
     now = datetime(2024, 1, 10, 8, 15, tzinfo=UTC)
     fields: dict[str, Any] = dict(
-        pk=7, merchant_id=1, order_id="NBL2-1704870212382", payment_pk=1, service="gosend",
-        service_type="instant", vehicle="motor", state=State.FINDING_DRIVER, seq=2,
-        origin=Place("Toko Jaya Agung", "085201311802", "Jalan Pancoran Buntu I, Pancoran, 12780",
-                     "Tunggu di lobby", -6.1263348, 106.7890888),
-        destination=Place("Nando", "+6281254564161", "Jalan Jatianom, Pasar Minggu, 12540", "Pagar hitam",
-                          -6.284508, 106.8295789),
-        item_name="Sepatu", item_description="Sepatu lari 1 pasang", item_price=500000, item_weight=2000,
-        shipping_cost=21000, admin_fee=1000, total_price=22000, created_at=now, updated_at=now,
-    )  # fmt: skip
+        pk=7,
+        merchant_id=1,
+        order_id="NBL2-1704870212382",
+        payment_pk=1,
+        service="gosend",
+        service_type="instant",
+        vehicle="motor",
+        state=State.FINDING_DRIVER,
+        seq=2,
+        origin=Place(
+            "Toko Jaya Agung",
+            "085201311802",
+            "Jalan Pancoran Buntu I, Pancoran, 12780",
+            "Tunggu di lobby",
+            -6.1263348,
+            106.7890888,
+        ),
+        destination=Place(
+            "Nando",
+            "+6281254564161",
+            "Jalan Jatianom, Pasar Minggu, 12540",
+            "Pagar hitam",
+            -6.284508,
+            106.8295789,
+        ),
+        item_name="Sepatu",
+        item_description="Sepatu lari 1 pasang",
+        item_price=500000,
+        item_weight=2000,
+        shipping_cost=21000,
+        admin_fee=1000,
+        total_price=22000,
+        created_at=now,
+        updated_at=now,
+    )
     fields.update(over)
     return Order(**fields)
 
@@ -97,13 +123,17 @@ class Fakes:
     def env(self, **over: str) -> dict[str, str]:
         """The environment that points lacak at the fakes."""
         return {
-            "LACAK_GOSEND_BASE_URL": self.gosend.url, "LACAK_GOSEND_CLIENT_ID": GOSEND_CLIENT_ID,
+            "LACAK_GOSEND_BASE_URL": self.gosend.url,
+            "LACAK_GOSEND_CLIENT_ID": GOSEND_CLIENT_ID,
             "LACAK_GOSEND_PASS_KEY": GOSEND_PASS_KEY,
-            "LACAK_GRAB_BASE_URL": self.grab.base_url, "LACAK_GRAB_TOKEN_URL": self.grab.token_url,
-            "LACAK_GRAB_CLIENT_ID": GRAB_CLIENT_ID, "LACAK_GRAB_CLIENT_SECRET": GRAB_CLIENT_SECRET,
-            "LACAK_BORZO_BASE_URL": self.borzo.base_url, "LACAK_BORZO_AUTH_TOKEN": BORZO_AUTH_TOKEN,
+            "LACAK_GRAB_BASE_URL": self.grab.base_url,
+            "LACAK_GRAB_TOKEN_URL": self.grab.token_url,
+            "LACAK_GRAB_CLIENT_ID": GRAB_CLIENT_ID,
+            "LACAK_GRAB_CLIENT_SECRET": GRAB_CLIENT_SECRET,
+            "LACAK_BORZO_BASE_URL": self.borzo.base_url,
+            "LACAK_BORZO_AUTH_TOKEN": BORZO_AUTH_TOKEN,
             **over,
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -150,11 +180,13 @@ def only(fake: FakeCourier, op: str) -> Any:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("service_type", "vehicle", "method"),
-                         [("instant", "motor", "Instant"), ("sameday", "motor", "SameDay"),
-                          ("instant", "mobil", "InstantCar")])  # fmt: skip
-async def test_gosend_booking_is_the_documented_request(rig: Rig, service_type: str, vehicle: str,
-                                                         method: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("service_type", "vehicle", "method"),
+    [("instant", "motor", "Instant"), ("sameday", "motor", "SameDay"), ("instant", "mobil", "InstantCar")],
+)
+async def test_gosend_booking_is_the_documented_request(
+    rig: Rig, service_type: str, vehicle: str, method: str
+) -> None:
     booked = await rig.clients["gosend"].book(an_order(service_type=service_type, vehicle=vehicle), 1)
 
     assert booked == Booked(external_id="GK-11-170563", live_tracking_url=None)
@@ -163,20 +195,35 @@ async def test_gosend_booking_is_the_documented_request(rig: Rig, service_type: 
     assert seen.headers["Client-ID"] == GOSEND_CLIENT_ID and seen.headers["Pass-Key"] == GOSEND_PASS_KEY
     assert seen.headers["Content-Type"] == "application/json"
     assert seen.body == {
-        "paymentType": 3, "deviceToken": "", "collection_location": "pickup", "shipment_method": method,
-        "routes": [{
-            "originName": "Toko Jaya Agung", "originNote": "Tunggu di lobby",
-            "originContactName": "Toko Jaya Agung", "originContactPhone": "6285201311802",
-            "originLatLong": "-6.1263348,106.7890888",
-            "originAddress": "Jalan Pancoran Buntu I, Pancoran, 12780",
-            "destinationName": "Nando", "destinationNote": "Pagar hitam", "destinationContactName": "Nando",
-            "destinationContactPhone": "6281254564161", "destinationLatLong": "-6.284508,106.8295789",
-            "destinationAddress": "Jalan Jatianom, Pasar Minggu, 12540",
-            "item": "Sepatu", "storeOrderId": "NBL2-1704870212382",
-            "insuranceDetails": {"applied": "false", "fee": "0",
-                                 "product_description": "Sepatu lari 1 pasang", "product_price": "500000"},
-        }],
-    }  # fmt: skip
+        "paymentType": 3,
+        "deviceToken": "",
+        "collection_location": "pickup",
+        "shipment_method": method,
+        "routes": [
+            {
+                "originName": "Toko Jaya Agung",
+                "originNote": "Tunggu di lobby",
+                "originContactName": "Toko Jaya Agung",
+                "originContactPhone": "6285201311802",
+                "originLatLong": "-6.1263348,106.7890888",
+                "originAddress": "Jalan Pancoran Buntu I, Pancoran, 12780",
+                "destinationName": "Nando",
+                "destinationNote": "Pagar hitam",
+                "destinationContactName": "Nando",
+                "destinationContactPhone": "6281254564161",
+                "destinationLatLong": "-6.284508,106.8295789",
+                "destinationAddress": "Jalan Jatianom, Pasar Minggu, 12540",
+                "item": "Sepatu",
+                "storeOrderId": "NBL2-1704870212382",
+                "insuranceDetails": {
+                    "applied": "false",
+                    "fee": "0",
+                    "product_description": "Sepatu lari 1 pasang",
+                    "product_price": "500000",
+                },
+            }
+        ],
+    }
 
 
 @pytest.mark.anyio
@@ -211,26 +258,54 @@ async def test_grab_booking_is_the_documented_request(rig: Rig) -> None:
     booked = await rig.clients["grab_express"].book(an_order(vehicle="mobil"), 1)
 
     token = only(rig.grab, "token")
-    assert token == {"client_id": GRAB_CLIENT_ID, "client_secret": GRAB_CLIENT_SECRET,
-                     "grant_type": "client_credentials",
-                     "scope": "grab_express.partner_deliveries"}  # fmt: skip
+    assert token == {
+        "client_id": GRAB_CLIENT_ID,
+        "client_secret": GRAB_CLIENT_SECRET,
+        "grant_type": "client_credentials",
+        "scope": "grab_express.partner_deliveries",
+    }
     [seen] = rig.grab.requests("book")
     assert (seen.method, seen.path, seen.status) == ("POST", "/grab-express-sandbox/v1/deliveries", 200)
     assert seen.headers["Authorization"].removeprefix("Bearer ") in rig.grab.tokens
     assert seen.body == {
-        "merchantOrderID": "NBL2-1704870212382", "serviceType": "INSTANT", "vehicleType": "CAR",
-        "codType": "REGULAR", "paymentMethod": "CASHLESS", "payer": "SENDER",
-        "packages": [{"name": "Sepatu", "description": "Sepatu lari 1 pasang", "quantity": 1, "price": 500000,
-                      "dimensions": {"height": 0, "width": 0, "depth": 0, "weight": 2000}}],
-        "origin": {"address": "Jalan Pancoran Buntu I, Pancoran, 12780", "keywords": "Toko Jaya Agung",
-                   "coordinates": {"latitude": -6.1263348, "longitude": 106.7890888}},
-        "destination": {"address": "Jalan Jatianom, Pasar Minggu, 12540", "keywords": "Nando",
-                        "coordinates": {"latitude": -6.284508, "longitude": 106.8295789}},
-        "sender": {"firstName": "Toko Jaya Agung", "phone": "6285201311802", "smsEnabled": False,
-                   "instruction": "Tunggu di lobby"},
-        "recipient": {"firstName": "Nando", "phone": "6281254564161", "smsEnabled": True,
-                      "instruction": "Pagar hitam"},
-    }  # fmt: skip
+        "merchantOrderID": "NBL2-1704870212382",
+        "serviceType": "INSTANT",
+        "vehicleType": "CAR",
+        "codType": "REGULAR",
+        "paymentMethod": "CASHLESS",
+        "payer": "SENDER",
+        "packages": [
+            {
+                "name": "Sepatu",
+                "description": "Sepatu lari 1 pasang",
+                "quantity": 1,
+                "price": 500000,
+                "dimensions": {"height": 0, "width": 0, "depth": 0, "weight": 2000},
+            }
+        ],
+        "origin": {
+            "address": "Jalan Pancoran Buntu I, Pancoran, 12780",
+            "keywords": "Toko Jaya Agung",
+            "coordinates": {"latitude": -6.1263348, "longitude": 106.7890888},
+        },
+        "destination": {
+            "address": "Jalan Jatianom, Pasar Minggu, 12540",
+            "keywords": "Nando",
+            "coordinates": {"latitude": -6.284508, "longitude": 106.8295789},
+        },
+        "sender": {
+            "firstName": "Toko Jaya Agung",
+            "phone": "6285201311802",
+            "smsEnabled": False,
+            "instruction": "Tunggu di lobby",
+        },
+        "recipient": {
+            "firstName": "Nando",
+            "phone": "6281254564161",
+            "smsEnabled": True,
+            "instruction": "Pagar hitam",
+        },
+    }
     assert booked.external_id is not None and booked.external_id.startswith("IN-2-")
     assert rig.grab.bookings[booked.external_id].order_id == "NBL2-1704870212382"
     assert booked.live_tracking_url == f"https://express.grab.com/track/{booked.external_id}"
@@ -279,8 +354,11 @@ async def test_grab_cancel_deletes_the_delivery(rig: Rig) -> None:
     await client.cancel(an_order(), booked.external_id)
 
     [seen] = rig.grab.requests("cancel")
-    assert (seen.method, seen.path, seen.status) == ("DELETE", f"/grab-express-sandbox/v1/deliveries/"
-                                                     f"{booked.external_id}", 204)  # fmt: skip
+    assert (seen.method, seen.path, seen.status) == (
+        "DELETE",
+        f"/grab-express-sandbox/v1/deliveries/{booked.external_id}",
+        204,
+    )
     assert seen.headers["Authorization"].startswith("Bearer ")
     assert booked.external_id is not None and rig.grab.bookings[booked.external_id].status == "canceled"
 
@@ -299,35 +377,52 @@ async def test_grab_cancel_without_delivery_id_cancels_the_merchant_order(rig: R
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("service_type", "vehicle", "kind", "vehicle_id"),
-                         [("instant", "motor", "standard", 8),
-                          ("sameday", "mobil", "same_day", 7)])  # fmt: skip
-async def test_borzo_booking_is_the_documented_request(rig: Rig, service_type: str, vehicle: str, kind: str,
-                                                        vehicle_id: int) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("service_type", "vehicle", "kind", "vehicle_id"),
+    [("instant", "motor", "standard", 8), ("sameday", "mobil", "same_day", 7)],
+)
+async def test_borzo_booking_is_the_documented_request(
+    rig: Rig, service_type: str, vehicle: str, kind: str, vehicle_id: int
+) -> None:
     order = an_order(service_type=service_type, vehicle=vehicle, item_weight=2300)
     booked = await rig.clients["borzo"].book(order, 1)
 
-    assert booked == Booked(external_id="4212345",
-                            live_tracking_url="https://borzodelivery.com/id/tracking/4212345-2")  # fmt: skip
+    assert booked == Booked(
+        external_id="4212345", live_tracking_url="https://borzodelivery.com/id/tracking/4212345-2"
+    )
     [seen] = rig.borzo.requests("book")
     assert (seen.method, seen.path, seen.status) == ("POST", "/api/business/1.6/create-order", 200)
     assert seen.headers["X-DV-Auth-Token"] == BORZO_AUTH_TOKEN
     point = {"client_order_id": "NBL2-1704870212382"}
     assert seen.body == {
-        "type": kind, "matter": "Sepatu", "vehicle_type_id": vehicle_id, "total_weight_kg": 3,
-        "insurance_amount": "0.00", "is_client_notification_enabled": False,
-        "is_contact_person_notification_enabled": True, "is_motobox_required": False,
+        "type": kind,
+        "matter": "Sepatu",
+        "vehicle_type_id": vehicle_id,
+        "total_weight_kg": 3,
+        "insurance_amount": "0.00",
+        "is_client_notification_enabled": False,
+        "is_contact_person_notification_enabled": True,
+        "is_motobox_required": False,
         "payment_method": "non_cash",
         "points": [
-            {"address": "Jalan Pancoran Buntu I, Pancoran, 12780", "latitude": -6.1263348,
-             "longitude": 106.7890888,
-             "contact_person": {"phone": "6285201311802", "name": "Toko Jaya Agung"},
-             **point, "note": "Tunggu di lobby"},
-            {"address": "Jalan Jatianom, Pasar Minggu, 12540", "latitude": -6.284508,
-             "longitude": 106.8295789,
-             "contact_person": {"phone": "6281254564161", "name": "Nando"}, **point, "note": "Pagar hitam"},
+            {
+                "address": "Jalan Pancoran Buntu I, Pancoran, 12780",
+                "latitude": -6.1263348,
+                "longitude": 106.7890888,
+                "contact_person": {"phone": "6285201311802", "name": "Toko Jaya Agung"},
+                **point,
+                "note": "Tunggu di lobby",
+            },
+            {
+                "address": "Jalan Jatianom, Pasar Minggu, 12540",
+                "latitude": -6.284508,
+                "longitude": 106.8295789,
+                "contact_person": {"phone": "6281254564161", "name": "Nando"},
+                **point,
+                "note": "Pagar hitam",
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.anyio
@@ -350,17 +445,28 @@ async def test_the_fakes_refuse_what_the_documentation_does_not_allow(rig: Rig) 
     """The fakes are strict, so a client that passes them sends the documented shapes."""
     http = CourierHttp("probe", 2)
     try:
-        bad_phone = {"matter": "x", "points": [
-            {"address": "a", "latitude": 1, "longitude": 2, "contact_person": {"phone": "081234567"}},
-            {"address": "b", "latitude": 1, "longitude": 2, "contact_person": {"phone": "6281234567"}},
-        ]}  # fmt: skip
+        bad_phone = {
+            "matter": "x",
+            "points": [
+                {"address": "a", "latitude": 1, "longitude": 2, "contact_person": {"phone": "081234567"}},
+                {"address": "b", "latitude": 1, "longitude": 2, "contact_person": {"phone": "6281234567"}},
+            ],
+        }
         with pytest.raises(CourierError, match=r"invalid_parameters; points\[0\]\.contact_person\.phone"):
-            await http.call("POST", f"{rig.borzo.base_url}/create-order", body=bad_phone,
-                            headers={"X-DV-Auth-Token": BORZO_AUTH_TOKEN})  # fmt: skip
+            await http.call(
+                "POST",
+                f"{rig.borzo.base_url}/create-order",
+                body=bad_phone,
+                headers={"X-DV-Auth-Token": BORZO_AUTH_TOKEN},
+            )
         misspelt = {"storeOrderID": "x"}
         with pytest.raises(CourierError, match="unknown field `storeOrderID`"):
-            await http.call("PUT", f"{rig.gosend.url}/gokilat/v10/booking/cancel", body=misspelt,
-                            headers={"Client-ID": GOSEND_CLIENT_ID, "Pass-Key": GOSEND_PASS_KEY})  # fmt: skip
+            await http.call(
+                "PUT",
+                f"{rig.gosend.url}/gokilat/v10/booking/cancel",
+                body=misspelt,
+                headers={"Client-ID": GOSEND_CLIENT_ID, "Pass-Key": GOSEND_PASS_KEY},
+            )
     finally:
         await http.close()
 
@@ -369,32 +475,70 @@ async def test_the_fakes_refuse_what_the_documentation_does_not_allow(rig: Rig) 
 
 # courier, misbehaviour (given the fake), permanent?, retry_after, words expected in the error
 FAILURES: list[tuple[str, Callable[[Any], Misbehaviour], bool, float | None, str]] = [
-    ("borzo", lambda f: f.refusal(), True, None,
-     "borzo HTTP 400: invalid_parameters; points[0].contact_person.phone: invalid_phone; "
-     "points[1].address: address_not_found"),
-    ("borzo", lambda f: Reply(200, {"is_successful": False, "errors": ["insufficient_balance"]}), True, None,
-     "borzo HTTP 200: insufficient_balance"),
-    ("borzo", lambda f: f.error(429, "slow down", retry_after=7), False, 7.0,
-     "borzo HTTP 429: requests_limit_exceeded"),
-    ("gosend", lambda f: f.error(422, "Destination is out of service area"), True, None,
-     "gosend HTTP 422: Destination is out of service area"),
+    (
+        "borzo",
+        lambda f: f.refusal(),
+        True,
+        None,
+        "borzo HTTP 400: invalid_parameters; points[0].contact_person.phone: invalid_phone; "
+        "points[1].address: address_not_found",
+    ),
+    (
+        "borzo",
+        lambda f: Reply(200, {"is_successful": False, "errors": ["insufficient_balance"]}),
+        True,
+        None,
+        "borzo HTTP 200: insufficient_balance",
+    ),
+    (
+        "borzo",
+        lambda f: f.error(429, "slow down", retry_after=7),
+        False,
+        7.0,
+        "borzo HTTP 429: requests_limit_exceeded",
+    ),
+    (
+        "gosend",
+        lambda f: f.error(422, "Destination is out of service area"),
+        True,
+        None,
+        "gosend HTTP 422: Destination is out of service area",
+    ),
     ("gosend", lambda f: f.error(500, "internal error"), False, None, "gosend HTTP 500: internal error"),
     ("gosend", lambda f: Hang(5), False, None, "gosend: no answer within 0.5 s (POST /gokilat/v10/booking)"),
-    ("grab_express", lambda f: f.error(409, "Distance SLA Exceeded"), True, None,
-     "grab_express HTTP 409: Distance SLA Exceeded"),
-    ("grab_express", lambda f: f.error(503, "maintenance", retry_after=30), False, 30.0,
-     "grab_express HTTP 503: maintenance"),
+    (
+        "grab_express",
+        lambda f: f.error(409, "Distance SLA Exceeded"),
+        True,
+        None,
+        "grab_express HTTP 409: Distance SLA Exceeded",
+    ),
+    (
+        "grab_express",
+        lambda f: f.error(503, "maintenance", retry_after=30),
+        False,
+        30.0,
+        "grab_express HTTP 503: maintenance",
+    ),
     ("grab_express", lambda f: Drop(), False, None, "grab_express: ServerDisconnectedError"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("courier", "misbehaviour", "permanent", "after", "words"), FAILURES,
-                         ids=[f"{c}-{i}" for i, (c, *_) in enumerate(FAILURES)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("courier", "misbehaviour", "permanent", "after", "words"),
+    FAILURES,
+    ids=[f"{c}-{i}" for i, (c, *_) in enumerate(FAILURES)],
+)
 async def test_failures_are_classified_with_the_couriers_words(
-    rig: Rig, courier: str, misbehaviour: Callable[[Any], Misbehaviour], permanent: bool, after: float | None,
-    words: str, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    rig: Rig,
+    courier: str,
+    misbehaviour: Callable[[Any], Misbehaviour],
+    permanent: bool,
+    after: float | None,
+    words: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     fake = rig.of(courier)
     fake.fail("book", misbehaviour(fake), times=None)
     caplog.set_level(logging.DEBUG)
@@ -410,12 +554,18 @@ async def test_failures_are_classified_with_the_couriers_words(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("courier", "wrong", "words"), [
-    ("gosend", {"gosend_pass_key": "f" * 64}, "gosend HTTP 401: Unauthorized"),
-    ("grab_express", {"grab_client_secret": "wrong-secret"},
-     "grab_express HTTP 401: client authentication failed"),
-    ("borzo", {"borzo_auth_token": "F" * 40}, "borzo HTTP 401: invalid_auth_token"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("courier", "wrong", "words"),
+    [
+        ("gosend", {"gosend_pass_key": "f" * 64}, "gosend HTTP 401: Unauthorized"),
+        (
+            "grab_express",
+            {"grab_client_secret": "wrong-secret"},
+            "grab_express HTTP 401: client authentication failed",
+        ),
+        ("borzo", {"borzo_auth_token": "F" * 40}, "borzo HTTP 401: invalid_auth_token"),
+    ],
+)
 async def test_bad_credentials_are_permanent_and_never_shown(
     rig: Rig, courier: str, wrong: dict[str, str], words: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -429,12 +579,18 @@ async def test_bad_credentials_are_permanent_and_never_shown(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("courier", "unset", "words"), [
-    ("gosend", {"gosend_pass_key": None}, "set LACAK_GOSEND_PASS_KEY"),
-    ("grab_express", {"grab_client_id": None, "grab_client_secret": None},
-     "set LACAK_GRAB_CLIENT_ID, LACAK_GRAB_CLIENT_SECRET"),
-    ("borzo", {"borzo_auth_token": None}, "set LACAK_BORZO_AUTH_TOKEN"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("courier", "unset", "words"),
+    [
+        ("gosend", {"gosend_pass_key": None}, "set LACAK_GOSEND_PASS_KEY"),
+        (
+            "grab_express",
+            {"grab_client_id": None, "grab_client_secret": None},
+            "set LACAK_GRAB_CLIENT_ID, LACAK_GRAB_CLIENT_SECRET",
+        ),
+        ("borzo", {"borzo_auth_token": None}, "set LACAK_BORZO_AUTH_TOKEN"),
+    ],
+)
 async def test_missing_credentials_are_permanent_and_call_nobody(
     rig: Rig, courier: str, unset: dict[str, None], words: str
 ) -> None:
@@ -473,8 +629,12 @@ async def test_find_new_driver_cancels_then_books_anew(rig: Rig, courier: str) -
     second = await client.find_new_driver(an_order(), first.external_id, 2)
 
     assert second.external_id not in (None, first.external_id)
-    assert [s.op for s in fake.requests()] == [*(["token"] if courier == "grab_express" else []),
-                                               "book", "cancel", "book"]  # fmt: skip
+    assert [s.op for s in fake.requests()] == [
+        *(["token"] if courier == "grab_express" else []),
+        "book",
+        "cancel",
+        "book",
+    ]
     assert all(s.status < 300 for s in fake.requests())
     assert first.external_id is not None and fake.bookings[first.external_id].status.startswith("cancel")
     assert fake.bookings[str(second.external_id)].status == "active"
@@ -541,11 +701,13 @@ def courier_server(
     own_backend: Backend, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     env = own_backend.env(
-        LACAK_PROVIDER_GOSEND="gosend", LACAK_PROVIDER_GRAB_EXPRESS="grab_express",
+        LACAK_PROVIDER_GOSEND="gosend",
+        LACAK_PROVIDER_GRAB_EXPRESS="grab_express",
         LACAK_PROVIDER_BORZO="borzo",
-        LACAK_COURIER_BOOK_ATTEMPTS=str(ATTEMPTS), LACAK_COURIER_TIMEOUT="1",
+        LACAK_COURIER_BOOK_ATTEMPTS=str(ATTEMPTS),
+        LACAK_COURIER_TIMEOUT="1",
         **fakes.env(),
-    )  # fmt: skip
+    )
     server = Server(env, tmp_path_factory.mktemp("couriers") / "server.log").start()
     yield server
     server.stop()
@@ -563,8 +725,14 @@ def new_id() -> str:
 def place(api: Api, service: str, oid: str) -> float:
     """Create a paid order with id `oid`; how long the merchant waited for the answer."""
     pkg = package(order_id=oid)
-    q = quote(TARIFF, service, "instant", "motor", (pkg["origin_lat"], pkg["origin_long"]),
-              (pkg["destination_lat"], pkg["destination_long"]))  # fmt: skip
+    q = quote(
+        TARIFF,
+        service,
+        "instant",
+        "motor",
+        (pkg["origin_lat"], pkg["origin_long"]),
+        (pkg["destination_lat"], pkg["destination_long"]),
+    )
     assert q is not None
     pkg["shipping_price"] = q.shipping_cost
     started = time.monotonic()
@@ -582,8 +750,11 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 15.0) 
 
 
 def booking(backend: Backend, oid: str) -> dict[str, Any]:
-    [row] = backend.query("SELECT provider, external_id, status FROM bookings"
-                          " WHERE order_pk = (SELECT id FROM orders WHERE order_id = $1)", oid)  # fmt: skip
+    [row] = backend.query(
+        "SELECT provider, external_id, status FROM bookings"
+        " WHERE order_pk = (SELECT id FROM orders WHERE order_id = $1)",
+        oid,
+    )
     return row
 
 
@@ -665,8 +836,9 @@ def test_a_courier_down_for_two_attempts_books_when_back(
         def second_failure() -> bool | None:
             [task] = own_backend.query(
                 "SELECT attempts, lease_until, last_error FROM tasks WHERE kind = 'courier.book'"
-                " AND order_pk = (SELECT id FROM orders WHERE order_id = $1)", oid,
-            )  # fmt: skip
+                " AND order_pk = (SELECT id FROM orders WHERE order_id = $1)",
+                oid,
+            )
             failed = task["lease_until"] is None and "ClientConnectorError" in str(task["last_error"])
             return True if task["attempts"] == 2 and failed else None
 

@@ -36,8 +36,22 @@ DROPOFF = (-7.7349434, 110.405355)
 V1 = "/api/driver/v1"
 NOT_FOUND = {"status": False, "text": "data not found", "code": 2, "method": None, "result": None}
 UNAUTHENTICATED = {"status": False, "text": "Unauthenticated.", "code": 401, "method": None, "result": None}
-ORDER_KEYS = {"id", "order_id", "state", "service", "vehicle", "tracking_code", "pickup", "dropoff", "item",
-              "shipping_cost", "poly_line", "created_at", "allocated_at", "finished_at"}  # fmt: skip
+ORDER_KEYS = {
+    "id",
+    "order_id",
+    "state",
+    "service",
+    "vehicle",
+    "tracking_code",
+    "pickup",
+    "dropoff",
+    "item",
+    "shipping_cost",
+    "poly_line",
+    "created_at",
+    "allocated_at",
+    "finished_at",
+}
 
 
 class DriverApp:
@@ -46,8 +60,9 @@ class DriverApp:
     def __init__(self, base_url: str, driver_id: int, token: str) -> None:
         self.id = driver_id
         self.token = token
-        self.http = httpx.Client(base_url=base_url + V1, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        self.http = httpx.Client(
+            base_url=base_url + V1, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def available(self, **params: Any) -> dict[str, Any]:
         body: dict[str, Any] = self.http.get("/orders/available", params=params).json()
@@ -140,21 +155,40 @@ def wait_for(check: Any, timeout: float = 15) -> None:
 def test_cli_token_is_shown_once_stored_hashed_and_revoked_at_once(
     backend: Backend, fleet: Server, crew: dict[str, DriverApp]
 ) -> None:
-    create = ["driver", "create", f"Eko {backend.name}", "--phone", "0812-3456-7890", "--plate", "AB 101 XY",
-              "--json"]  # fmt: skip
+    create = [
+        "driver",
+        "create",
+        f"Eko {backend.name}",
+        "--phone",
+        "0812-3456-7890",
+        "--plate",
+        "AB 101 XY",
+        "--json",
+    ]
     with ThreadPoolExecutor(2) as pool:  # two Python starts at once: the slow part of a CLI run
-        made, unknown = pool.map(lambda args: lacak(backend.env(), *args, check=False),
-                                 [create, ["driver", "revoke", "999999"]])  # fmt: skip
+        made, unknown = pool.map(
+            lambda args: lacak(backend.env(), *args, check=False), [create, ["driver", "revoke", "999999"]]
+        )
     assert unknown.returncode == 1 and "no driver 999999" in unknown.stderr
     created = json.loads(made.stdout)
     assert set(created) == {"driver_id", "token"}
     e = DriverApp(fleet.base_url, created["driver_id"], created["token"])
     assert e.token.startswith("drv_") and len(e.token) == 68
     stored = backend.query("SELECT token_hash, phone, plate FROM drivers WHERE id = $1", e.id)
-    assert stored == [{"token_hash": hashlib.sha256(e.token.encode()).hexdigest(), "phone": "081234567890",
-                       "plate": "AB 101 XY"}]  # fmt: skip
-    assert e.http.get("/orders").json() == {"status": True, "text": "success", "code": 0, "method": None,
-                                            "result": {"orders": []}}  # fmt: skip
+    assert stored == [
+        {
+            "token_hash": hashlib.sha256(e.token.encode()).hexdigest(),
+            "phone": "081234567890",
+            "plate": "AB 101 XY",
+        }
+    ]
+    assert e.http.get("/orders").json() == {
+        "status": True,
+        "text": "success",
+        "code": 0,
+        "method": None,
+        "result": {"orders": []},
+    }
     assert "revoked" in lacak(backend.env(), "driver", "revoke", str(e.id)).stdout
     # No grace period: the very next request is refused.
     r = e.http.get("/orders")
@@ -180,11 +214,16 @@ def test_driver_tokens_and_merchant_keys_never_cross(crew: dict[str, DriverApp],
         )
         assert (r.status_code, r.json()) == (401, UNAUTHENTICATED), header
         assert r.headers["www-authenticate"] == "Bearer"
-    r = httpx.post(f"{merchant.base_url}/api/mitra/v4/instant/pickup/request",
-                   headers={"Authorization": f"Bearer {a.token}"}, json={})  # fmt: skip
+    r = httpx.post(
+        f"{merchant.base_url}/api/mitra/v4/instant/pickup/request",
+        headers={"Authorization": f"Bearer {a.token}"},
+        json={},
+    )
     assert (r.status_code, r.json()["code"]) == (401, 401)
-    r = httpx.get(f"{merchant.base_url}/api/mitra/v4/instant/tracking/X-1",
-                  headers={"Authorization": f"Bearer {a.token}"})  # fmt: skip
+    r = httpx.get(
+        f"{merchant.base_url}/api/mitra/v4/instant/tracking/X-1",
+        headers={"Authorization": f"Bearer {a.token}"},
+    )
     assert r.status_code == 401
 
 
@@ -211,7 +250,9 @@ def test_available_lists_open_fleet_orders_nearest_first(
         assert o["pickup"]["long"] == pytest.approx(here[1] + off) and o["item"]["name"] == "Barang 1"
     assert "merchant" not in json.dumps(board) and merchant.key not in json.dumps(board)
     assert [o["id"] for o in c.available(lat=here[0], long=here[1], limit=2)["result"]["orders"]] == [
-        got[0]["id"], got[1]["id"]]  # fmt: skip
+        got[0]["id"],
+        got[1]["id"],
+    ]
     # Without a point, the board is measured from the driver's last known position.
     assert c.locate([point(*here, datetime.now(UTC))]).json()["status"] is True
     assert c.available(limit=3)["result"]["orders"] == got
@@ -260,13 +301,19 @@ def test_concurrent_accepts_have_exactly_one_winner(
         won = [i for i, body in enumerate(answers) if body["status"] is True]
         assert len(won) == 1, answers
         winner, loser = (a, b) if won == [0] else (b, a)
-        assert answers[1 - won[0]] == {"status": False, "text": "order already taken", "code": 2,
-                                       "method": None, "result": None}  # fmt: skip
+        assert answers[1 - won[0]] == {
+            "status": False,
+            "text": "order already taken",
+            "code": 2,
+            "method": None,
+            "result": None,
+        }
         view = answers[won[0]]["result"]
         assert view["id"] == pk and view["state"] == "driver_assigned"
         assert view["pickup"]["phone"] == "081280045616"  # the order is theirs now
         assert backend.query("SELECT driver_id FROM assignments WHERE order_pk = $1", pk) == [
-            {"driver_id": winner.id}]  # fmt: skip
+            {"driver_id": winner.id}
+        ]
         history = backend.query("SELECT state, source FROM order_events WHERE order_pk = $1 ORDER BY id", pk)
         assert history[-1] == {"state": "driver_assigned", "source": "driver"}
         assert [h["state"] for h in history].count("driver_assigned") == 1
@@ -297,8 +344,13 @@ def test_status_flow_to_delivered_shows_in_merchant_tracking(
 
     before = count(backend, "order_events", pk)
     refused = a.status(pk, "at_pickup")
-    assert refused == {"status": False, "text": f"order {pk} is in_transit: it cannot move to at_pickup",
-                       "code": 2, "method": None, "result": None}  # fmt: skip
+    assert refused == {
+        "status": False,
+        "text": f"order {pk} is in_transit: it cannot move to at_pickup",
+        "code": 2,
+        "method": None,
+        "result": None,
+    }
     # Another driver learns exactly what an unknown order would tell it.
     assert b.status(pk, "delivered") == NOT_FOUND == b.status(999_999_999, "delivered")
     assert count(backend, "order_events", pk) == before  # nothing applied, nothing recorded
@@ -366,20 +418,28 @@ def test_location_batches_move_the_driver_and_keep_a_bounded_trail(
     now = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
     newest = now - timedelta(seconds=1)
     # Out of order on purpose, and one time as epoch milliseconds: the newest wins, not the last.
-    batch = [point(-7.80, 85.40, now - timedelta(seconds=20), accuracy=5),
-             {"lat": -7.79, "long": 85.41, "at": ms(newest)},
-             point(-7.81, 85.39, now - timedelta(seconds=40))]  # fmt: skip
+    batch = [
+        point(-7.80, 85.40, now - timedelta(seconds=20), accuracy=5),
+        {"lat": -7.79, "long": 85.41, "at": ms(newest)},
+        point(-7.81, 85.39, now - timedelta(seconds=40)),
+    ]
     r = c.locate(batch)
     assert r.status_code == 200
     result = r.json()["result"]
     assert result["points"] == 3 and pk in result["orders"]
-    assert result["position"] == {"lat": -7.79, "long": 85.41,
-                                  "at": newest.strftime("%Y-%m-%dT%H:%M:%S.000000Z")}  # fmt: skip
+    assert result["position"] == {
+        "lat": -7.79,
+        "long": 85.41,
+        "at": newest.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+    }
     row = backend.query("SELECT lat, long FROM drivers WHERE id = $1", c.id)[0]
     assert (row["lat"], row["long"]) == (-7.79, 85.41)
     trail = backend.query("SELECT lat, accuracy FROM positions WHERE order_pk = $1 ORDER BY id", pk)
-    assert trail == [{"lat": -7.81, "accuracy": None}, {"lat": -7.80, "accuracy": 5.0},
-                     {"lat": -7.79, "accuracy": None}]  # fmt: skip
+    assert trail == [
+        {"lat": -7.81, "accuracy": None},
+        {"lat": -7.80, "accuracy": 5.0},
+        {"lat": -7.79, "accuracy": None},
+    ]
     live = backend.query("SELECT lat, long FROM live_positions WHERE order_pk = $1", pk)
     assert live == [{"lat": -7.79, "long": 85.41}]
 
@@ -406,29 +466,46 @@ def test_location_batches_move_the_driver_and_keep_a_bounded_trail(
         ([], "The points field is required."),
         ("nope", "The points field must be an array."),
         ([{"lat": -7.8, "long": 110.3}], "The points.0.at field is required."),
-        ([{"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00"}],
-         "The points.0.at field must include a timezone offset."),
-        ([{"lat": -7.8, "long": 110.3, "at": 1_700_000_000}],
-         "The points.0.at field must be epoch milliseconds or an ISO 8601 time."),
+        (
+            [{"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00"}],
+            "The points.0.at field must include a timezone offset.",
+        ),
+        (
+            [{"lat": -7.8, "long": 110.3, "at": 1_700_000_000}],
+            "The points.0.at field must be epoch milliseconds or an ISO 8601 time.",
+        ),
         ([{"lat": -7.8, "long": 110.3, "at": "yesterday"}], "The points.0.at field is invalid."),
-        ([{"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00Z"}, {"lat": 91, "long": 110.3,
-          "at": "2026-01-01T10:00:00Z"}], "The points.1.lat field must be between -90 and 90."),
-        ([{"lat": -7.8, "long": 181, "at": "2026-01-01T10:00:00Z"}],
-         "The points.0.long field must be between -180 and 180."),
-        ([{"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00Z", "accuracy": -1}],
-         "The points.0.accuracy field must be at least 0."),
-        ([{"lat": "x", "long": 110.3, "at": "2026-01-01T10:00:00Z"}],
-         "The points.0.lat field must be a number."),
+        (
+            [
+                {"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00Z"},
+                {"lat": 91, "long": 110.3, "at": "2026-01-01T10:00:00Z"},
+            ],
+            "The points.1.lat field must be between -90 and 90.",
+        ),
+        (
+            [{"lat": -7.8, "long": 181, "at": "2026-01-01T10:00:00Z"}],
+            "The points.0.long field must be between -180 and 180.",
+        ),
+        (
+            [{"lat": -7.8, "long": 110.3, "at": "2026-01-01T10:00:00Z", "accuracy": -1}],
+            "The points.0.accuracy field must be at least 0.",
+        ),
+        (
+            [{"lat": "x", "long": 110.3, "at": "2026-01-01T10:00:00Z"}],
+            "The points.0.lat field must be a number.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_location_batches_are_422_and_write_nothing(
     backend: Backend, crew: dict[str, DriverApp], points: Any, text: str
 ) -> None:
     d = crew["d"]
     before = backend.query("SELECT count(*) AS n FROM positions")
     r = d.locate(points)
-    assert (r.status_code, r.json()) == (200, {"status": False, "text": text, "code": 422, "method": None,
-                                               "result": None})  # fmt: skip
+    assert (r.status_code, r.json()) == (
+        200,
+        {"status": False, "text": text, "code": 422, "method": None, "result": None},
+    )
     assert backend.query("SELECT count(*) AS n FROM positions") == before
     assert backend.query("SELECT position_at FROM drivers WHERE id = $1", d.id) == [{"position_at": None}]
 
@@ -437,7 +514,8 @@ def test_other_bad_input(backend: Backend, crew: dict[str, DriverApp], merchant:
     d = crew["d"]
     future = datetime.now(UTC) + timedelta(hours=1)
     assert d.locate([point(-7.8, 110.3, future)]).json()["text"] == (
-        "The points.0.at field must be a date before or equal to now.")  # fmt: skip
+        "The points.0.at field must be a date before or equal to now."
+    )
     too_many = [point(-7.8, 110.3, datetime.now(UTC))] * 501
     assert d.locate(too_many).json()["text"] == "The points field must not have more than 500 items."
     r = d.http.post("/location", content=b"{not json", headers={"Content-Type": "application/json"})
@@ -454,19 +532,25 @@ def test_other_bad_input(backend: Backend, crew: dict[str, DriverApp], merchant:
         (("lat", "-7.8"), ("long", "110"), ("limit", "2.5")): "The limit field must be an integer.",
     }
     for params, text in board.items():
-        assert d.available(**dict(params)) == {"status": False, "text": text, "code": 422, "method": None,
-                                               "result": None}, params  # fmt: skip
+        assert d.available(**dict(params)) == {
+            "status": False,
+            "text": text,
+            "code": 422,
+            "method": None,
+            "result": None,
+        }, params
     made = fleet_order(merchant, -26.0)
     pk = pk_of(backend, merchant, made["order_id"])
     for ref in ("abc", "-1", "1e3", "99999999999999999999", "999999999"):
         assert d.accept(ref) == NOT_FOUND, ref
     assert d.accept(pk)["status"] is True
     events = count(backend, "order_events", pk)
-    for body, text in [({"status": "cancelled"}, "The selected status is invalid."),
-                       ({"status": "on_hold"}, "The selected status is invalid."),
-                       ({}, "The status field is required."),
-                       ({"status": "picked_up", "note": "x" * 256},
-                        "The note may not be greater than 255 characters.")]:  # fmt: skip
+    for body, text in [
+        ({"status": "cancelled"}, "The selected status is invalid."),
+        ({"status": "on_hold"}, "The selected status is invalid."),
+        ({}, "The status field is required."),
+        ({"status": "picked_up", "note": "x" * 256}, "The note may not be greater than 255 characters."),
+    ]:
         r = d.http.post(f"/orders/{pk}/status", json=body)
         assert r.json()["text"] == text and r.json()["code"] == 422
     assert count(backend, "order_events", pk) == events

@@ -125,11 +125,14 @@ BAD_AUTH: dict[str, Headers] = {
 def merchant_calls(order_id: str) -> list[Call]:
     return [
         *order_calls(order_id, "PID-1234567890"),
-        ("POST", "/api/mitra/v4/instant/pricing",
-         {"origin": {"lat": -7.80, "long": 110.35}, "destination": {"lat": -7.73, "long": 110.40}}),
+        (
+            "POST",
+            "/api/mitra/v4/instant/pricing",
+            {"origin": {"lat": -7.80, "long": 110.35}, "destination": {"lat": -7.73, "long": 110.40}},
+        ),
         ("POST", CREATE, pickup()),
         ("POST", "/api/mitra/set_callback", {"url": "https://example.com/hook"}),
-    ]  # fmt: skip
+    ]
 
 
 def assert_unauthorized(r: httpx.Response) -> None:
@@ -153,8 +156,9 @@ def test_bad_credentials_get_401(server: Server, backend: Backend, api: Api, var
 
 
 def works(server: Server, key: str) -> bool:
-    r = httpx.get(f"{server.base_url}{TRACK.format('ZZZ-1')}",
-                  headers={"Authorization": f"Bearer {key}"}, timeout=10)  # fmt: skip
+    r = httpx.get(
+        f"{server.base_url}{TRACK.format('ZZZ-1')}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
     assert r.status_code in (200, 401), r.text
     if r.status_code == 401:
         assert_unauthorized(r)
@@ -271,10 +275,12 @@ def test_api_keys_never_reach_the_log(backend: Backend, tmp_path: Path) -> None:
         assert api.track(order_id).status_code == 200
         api.post(PAY, {"payment_id": "PID-1234567890"})
         for variant in ("one-long", "no-scheme", "basic"):
-            assert_unauthorized(httpx.get(f"{srv.base_url}{TRACK.format(order_id)}",
-                                          headers=BAD_AUTH[variant](api.key)))  # fmt: skip
-        assert_unauthorized(httpx.get(f"{srv.base_url}{TRACK.format(order_id)}",
-                                      headers={"Authorization": f"Bearer {wrong}"}))  # fmt: skip
+            assert_unauthorized(
+                httpx.get(f"{srv.base_url}{TRACK.format(order_id)}", headers=BAD_AUTH[variant](api.key))
+            )
+        assert_unauthorized(
+            httpx.get(f"{srv.base_url}{TRACK.format(order_id)}", headers={"Authorization": f"Bearer {wrong}"})
+        )
         rotated = admin_post(srv, api, "rotate")
         assert rotated and works(srv, rotated)
         assert not works(srv, api.key)

@@ -25,34 +25,54 @@ NEW_DRIVER = Driver("Sari", "081200000002", "https://example.com/sari.jpg")
 
 # The spec's state table, typed in by hand: rank and KiriminAja numeric status.
 SPEC_RANK = {
-    "created": 10, "finding_driver": 20, "no_driver": 25, "driver_assigned": 30,
-    "at_pickup": 40, "picked_up": 50, "in_transit": 60, "on_hold": 65, "returning": 70,
-    "delivered": 100, "returned": 100, "cancelled": 100, "failed": 100,
-}  # fmt: skip
+    "created": 10,
+    "finding_driver": 20,
+    "no_driver": 25,
+    "driver_assigned": 30,
+    "at_pickup": 40,
+    "picked_up": 50,
+    "in_transit": 60,
+    "on_hold": 65,
+    "returning": 70,
+    "delivered": 100,
+    "returned": 100,
+    "cancelled": 100,
+    "failed": 100,
+}
 SPEC_KA = {
-    "created": 100, "finding_driver": 105, "no_driver": 105, "driver_assigned": 105,
-    "at_pickup": 105, "picked_up": 106, "in_transit": 106, "on_hold": 500, "returning": 301,
-    "delivered": 200, "returned": 400, "cancelled": 300, "failed": 500,
-}  # fmt: skip
+    "created": 100,
+    "finding_driver": 105,
+    "no_driver": 105,
+    "driver_assigned": 105,
+    "at_pickup": 105,
+    "picked_up": 106,
+    "in_transit": 106,
+    "on_hold": 500,
+    "returning": 301,
+    "delivered": 200,
+    "returned": 400,
+    "cancelled": 300,
+    "failed": 500,
+}
 
 # Outcome of moving an order from the row state to the column state (on_hold rows are below,
 # since they depend on where the hold came from). A applied, S stale, R refused, D duplicate.
 COLUMNS = tuple(SPEC_RANK)  # created … failed, in the table's order
 MATRIX = {
     #                  cr fd nd da ap pu it oh rt de rd ca fa
-    "created":         "D  A  A  A  A  A  A  R  A  A  A  A  A",
-    "finding_driver":  "S  D  A  A  A  A  A  R  A  A  A  A  A",
-    "no_driver":       "S  A  D  A  A  A  A  R  A  A  A  A  A",
+    "created": "D  A  A  A  A  A  A  R  A  A  A  A  A",
+    "finding_driver": "S  D  A  A  A  A  A  R  A  A  A  A  A",
+    "no_driver": "S  A  D  A  A  A  A  R  A  A  A  A  A",
     "driver_assigned": "S  A  S  D  A  A  A  A  A  A  A  A  A",
-    "at_pickup":       "S  A  S  S  D  A  A  A  A  A  A  A  A",
-    "picked_up":       "S  S  S  S  S  D  A  A  A  A  A  A  A",
-    "in_transit":      "S  S  S  S  S  S  D  A  A  A  A  A  A",
-    "returning":       "S  S  S  S  S  S  S  A  D  A  A  A  A",
-    "delivered":       "R  R  R  R  R  R  R  R  R  D  R  R  R",
-    "returned":        "R  R  R  R  R  R  R  R  R  R  D  R  R",
-    "cancelled":       "R  R  R  R  R  R  R  R  R  R  R  D  R",
-    "failed":          "R  R  R  R  R  R  R  R  R  R  R  R  D",
-}  # fmt: skip
+    "at_pickup": "S  A  S  S  D  A  A  A  A  A  A  A  A",
+    "picked_up": "S  S  S  S  S  D  A  A  A  A  A  A  A",
+    "in_transit": "S  S  S  S  S  S  D  A  A  A  A  A  A",
+    "returning": "S  S  S  S  S  S  S  A  D  A  A  A  A",
+    "delivered": "R  R  R  R  R  R  R  R  R  D  R  R  R",
+    "returned": "R  R  R  R  R  R  R  R  R  R  D  R  R",
+    "cancelled": "R  R  R  R  R  R  R  R  R  R  R  D  R",
+    "failed": "R  R  R  R  R  R  R  R  R  R  R  R  D",
+}
 LETTER = {"A": Outcome.APPLIED, "S": Outcome.STALE, "R": Outcome.REFUSED, "D": Outcome.DUPLICATE}
 HOLD_ENTRIES = ("driver_assigned", "at_pickup", "picked_up", "in_transit", "returning")
 
@@ -80,12 +100,27 @@ CASES = _matrix_cases() + [
 
 def make_order(state: State | str, **over: Any) -> Order:
     fields: dict[str, Any] = dict(
-        pk=7, merchant_id=3, order_id="TST-1", payment_pk=5, service="gosend",
-        service_type="instant", vehicle="motor", state=State(state), seq=4, origin=PLACE,
-        destination=PLACE, item_name="Barang", item_description="", item_price=20000,
-        item_weight=1000, shipping_cost=34000, admin_fee=0, total_price=34000,
-        created_at=T0, updated_at=T0,
-    )  # fmt: skip
+        pk=7,
+        merchant_id=3,
+        order_id="TST-1",
+        payment_pk=5,
+        service="gosend",
+        service_type="instant",
+        vehicle="motor",
+        state=State(state),
+        seq=4,
+        origin=PLACE,
+        destination=PLACE,
+        item_name="Barang",
+        item_description="",
+        item_price=20000,
+        item_weight=1000,
+        shipping_cost=34000,
+        admin_fee=0,
+        total_price=34000,
+        created_at=T0,
+        updated_at=T0,
+    )
     fields.update(over)
     return Order(**fields)
 
@@ -137,9 +172,10 @@ def test_constants_match_the_spec() -> None:
     assert {s.value: k for s, k in lifecycle.KA_STATUS.items()} == SPEC_KA
     assert {s.value for s in lifecycle.TERMINAL} == {"delivered", "returned", "cancelled", "failed"}
     assert {(a.value, b.value) for a, b in lifecycle.BACKWARD} == {
-        ("no_driver", "finding_driver"), ("driver_assigned", "finding_driver"),
+        ("no_driver", "finding_driver"),
+        ("driver_assigned", "finding_driver"),
         ("at_pickup", "finding_driver"),
-    }  # fmt: skip
+    }
     assert {s.value for s in lifecycle.HOLDABLE} == set(HOLD_ENTRIES)
     voidable = {"created", "finding_driver", "no_driver", "driver_assigned", "at_pickup"}
     assert {s.value for s in lifecycle.VOIDABLE} == voidable
@@ -150,29 +186,49 @@ def test_constants_match_the_spec() -> None:
 
 SETS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     # (from, to, update extras, expected fields of the order after)
-    ("finding_driver", "driver_assigned", {"driver": NEW_DRIVER, "tracking_code": "GK-9"},
-     {"allocated_at": AT, "driver": NEW_DRIVER, "tracking_code": "GK-9", "finished_at": None}),
+    (
+        "finding_driver",
+        "driver_assigned",
+        {"driver": NEW_DRIVER, "tracking_code": "GK-9"},
+        {"allocated_at": AT, "driver": NEW_DRIVER, "tracking_code": "GK-9", "finished_at": None},
+    ),
     ("in_transit", "delivered", {}, {"finished_at": AT, "canceled_at": None, "driver": OLD_DRIVER}),
     ("returning", "returned", {}, {"finished_at": AT, "canceled_at": None}),
-    ("at_pickup", "cancelled", {"reason": "merchant changed mind"},
-     {"canceled_at": AT, "cancel_description": "merchant changed mind", "finished_at": None}),
-    ("finding_driver", "no_driver", {"reason": "no driver nearby"},
-     {"cancel_description": "no driver nearby", "canceled_at": None, "finished_at": None}),
-    ("picked_up", "failed", {"reason": "parcel lost"},
-     {"cancel_description": "parcel lost", "canceled_at": None, "finished_at": None}),
+    (
+        "at_pickup",
+        "cancelled",
+        {"reason": "merchant changed mind"},
+        {"canceled_at": AT, "cancel_description": "merchant changed mind", "finished_at": None},
+    ),
+    (
+        "finding_driver",
+        "no_driver",
+        {"reason": "no driver nearby"},
+        {"cancel_description": "no driver nearby", "canceled_at": None, "finished_at": None},
+    ),
+    (
+        "picked_up",
+        "failed",
+        {"reason": "parcel lost"},
+        {"cancel_description": "parcel lost", "canceled_at": None, "finished_at": None},
+    ),
     ("driver_assigned", "finding_driver", {}, {"driver": Driver(), "allocated_at": None}),
     ("at_pickup", "finding_driver", {}, {"driver": Driver(), "allocated_at": None}),
     ("no_driver", "finding_driver", {}, {"cancel_description": None}),
-    ("driver_assigned", "at_pickup", {}, {"driver": OLD_DRIVER, "allocated_at": T0,
-                                          "tracking_code": "GK-1"}),
+    ("driver_assigned", "at_pickup", {}, {"driver": OLD_DRIVER, "allocated_at": T0, "tracking_code": "GK-1"}),
     ("picked_up", "on_hold", {}, {"hold_from": State.PICKED_UP, "driver": OLD_DRIVER}),
-    ("in_transit", "returning", {"live_tracking_url": "https://t.example/1"},
-     {"live_tracking_url": "https://t.example/1", "finished_at": None}),
-]  # fmt: skip
+    (
+        "in_transit",
+        "returning",
+        {"live_tracking_url": "https://t.example/1"},
+        {"live_tracking_url": "https://t.example/1", "finished_at": None},
+    ),
+]
 
 
-@pytest.mark.parametrize(("current", "target", "extras", "expected"), SETS,
-                         ids=[f"{c}->{t}" for c, t, _, _ in SETS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("current", "target", "extras", "expected"), SETS, ids=[f"{c}->{t}" for c, t, _, _ in SETS]
+)
 def test_what_a_state_sets(
     current: str, target: str, extras: dict[str, Any], expected: dict[str, Any]
 ) -> None:
@@ -198,8 +254,12 @@ def test_reassigned_driver_gets_a_fresh_allocated_at() -> None:
     back = decide(realistic("at_pickup"), update("finding_driver"), seen=False, now=NOW).order
     assert (back.driver, back.allocated_at) == (Driver(), None)
     later = AT + timedelta(minutes=3)
-    again = decide(back, Update(state=State.DRIVER_ASSIGNED, source=Source.COURIER,
-                                occurred_at=later, driver=NEW_DRIVER), seen=False, now=NOW).order  # fmt: skip
+    again = decide(
+        back,
+        Update(state=State.DRIVER_ASSIGNED, source=Source.COURIER, occurred_at=later, driver=NEW_DRIVER),
+        seen=False,
+        now=NOW,
+    ).order
     assert (again.driver, again.allocated_at, again.seq) == (NEW_DRIVER, later, back.seq + 1)
 
 
@@ -235,13 +295,27 @@ def test_seen_event_is_a_duplicate_with_no_event(current: str, target: str) -> N
 
 
 def test_event_carries_the_update_details() -> None:
-    u = update("picked_up", source=Source.DRIVER, native_code="picked", native_text="Picked up",
-               lat=-7.8, long=110.36, note="at gate")  # fmt: skip
+    u = update(
+        "picked_up",
+        source=Source.DRIVER,
+        native_code="picked",
+        native_text="Picked up",
+        lat=-7.8,
+        long=110.36,
+        note="at gate",
+    )
     d = decide(realistic("at_pickup"), u, seen=False, now=NOW)
     assert d.event is not None
     got = msgspec.structs.asdict(d.event)
-    want = {"source": Source.DRIVER, "native_code": "picked", "native_text": "Picked up",
-            "lat": -7.8, "long": 110.36, "note": "at gate", "seq": 5}  # fmt: skip
+    want = {
+        "source": Source.DRIVER,
+        "native_code": "picked",
+        "native_text": "Picked up",
+        "lat": -7.8,
+        "long": 110.36,
+        "note": "at gate",
+        "seq": 5,
+    }
     assert {k: got[k] for k in want} == want
 
 
@@ -252,8 +326,19 @@ def test_reason_becomes_the_event_note() -> None:
 
 def test_long_walk_counts_seq_only_for_applied_moves() -> None:
     order = realistic("finding_driver")
-    walk = ["driver_assigned", "at_pickup", "at_pickup", "driver_assigned", "picked_up",
-            "on_hold", "at_pickup", "in_transit", "delivered", "cancelled", "delivered"]  # fmt: skip
+    walk = [
+        "driver_assigned",
+        "at_pickup",
+        "at_pickup",
+        "driver_assigned",
+        "picked_up",
+        "on_hold",
+        "at_pickup",
+        "in_transit",
+        "delivered",
+        "cancelled",
+        "delivered",
+    ]
     outcomes = []
     for target in walk:
         d = decide(order, update(target, driver=OLD_DRIVER), seen=False, now=NOW)

@@ -48,10 +48,15 @@ async def test_public_address_is_accepted() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("url", "why"),
-    [("ftp://example.com/x", "http or https"), ("http:///nohost", "http or https"),
-     ("not a url", "http or https"), ("http://user:pw@93.184.216.34/", "credentials"),
-     ("http://nonexistent.invalid/", "does not resolve"), ("http://[::1/", "format")],
-)  # fmt: skip
+    [
+        ("ftp://example.com/x", "http or https"),
+        ("http:///nohost", "http or https"),
+        ("not a url", "http or https"),
+        ("http://user:pw@93.184.216.34/", "credentials"),
+        ("http://nonexistent.invalid/", "does not resolve"),
+        ("http://[::1/", "format"),
+    ],
+)
 async def test_malformed_urls_are_refused(url: str, why: str) -> None:
     with pytest.raises(CallbackRefused, match=why):
         await check_url(url, allow_private=True)

@@ -80,4 +80,10 @@ def test_json_access_log_carries_request_id(backend: Backend, tmp_path: Path) ->
 def test_trailing_slash_is_an_envelope_not_a_redirect(api: Api) -> None:
     r = api.post("/api/mitra/v4/instant/pricing/", {})
     assert r.status_code == 404
-    assert r.json() == {"status": False, "text": "route not found", "code": 404, "method": None, "result": None}
+    assert r.json() == {
+        "status": False,
+        "text": "route not found",
+        "code": 404,
+        "method": None,
+        "result": None,
+    }

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import Api, Backend, Server, admin_client, create_merchant, create_order, lacak, package, pickup
+from tests.support import (
+    Api,
+    Backend,
+    Server,
+    admin_client,
+    create_merchant,
+    create_order,
+    lacak,
+    package,
+    pickup,
+)
 
 
 def _payment(api: Api, payment_id: str) -> dict[str, Any]:
@@ -13,8 +23,9 @@ def _payment(api: Api, payment_id: str) -> dict[str, Any]:
 
 
 def _create(api: Api, n: int = 1) -> dict[str, Any]:
-    body: dict[str, Any] = api.post("/api/mitra/v4/instant/pickup/request",
-                                    pickup([package() for _ in range(n)])).json()  # fmt: skip
+    body: dict[str, Any] = api.post(
+        "/api/mitra/v4/instant/pickup/request", pickup([package() for _ in range(n)])
+    ).json()
     assert body["status"] is True, body
     return body["result"]
 
@@ -28,7 +39,13 @@ def test_default_orders_are_paid_on_creation(api: Api) -> None:
     assert got["text"] == "get_payment" and got["status"] is True
     assert got["result"]["status_code"] == 0 and got["result"]["amount"] == 70000
     assert [p["order_id"] for p in got["result"]["packages"]] == [p["order_id"] for p in result["packages"]]
-    assert list(got["result"]["packages"][0]["origin"]) == ["name", "address", "phone", "latitude", "longitude"]
+    assert list(got["result"]["packages"][0]["origin"]) == [
+        "name",
+        "address",
+        "phone",
+        "latitude",
+        "longitude",
+    ]
 
 
 def _mark_paid_admin(server: Server, merchant_id: int, payment_id: str) -> None:

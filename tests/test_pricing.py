@@ -9,7 +9,7 @@ import pytest
 from lacak.errors import ConfigError, DistanceTooFar
 from lacak.pricing.geo import haversine_km, straight_route
 from lacak.pricing.quote import quote, round_up
-from lacak.pricing.tariff import SERVICES, SERVICE_TYPES, VEHICLES, load_tariff
+from lacak.pricing.tariff import SERVICE_TYPES, SERVICES, VEHICLES, load_tariff
 
 YOGYA_A = (-7.8032616, 110.350244)
 YOGYA_B = (-7.7349434, 110.405355)
@@ -66,7 +66,10 @@ def test_route_is_an_encoded_polyline_of_both_ends() -> None:
     import polyline
 
     points = polyline.decode(straight_route(*YOGYA_A, *YOGYA_B), 5)
-    assert points == [(round(YOGYA_A[0], 5), round(YOGYA_A[1], 5)), (round(YOGYA_B[0], 5), round(YOGYA_B[1], 5))]
+    assert points == [
+        (round(YOGYA_A[0], 5), round(YOGYA_A[1], 5)),
+        (round(YOGYA_B[0], 5), round(YOGYA_B[1], 5)),
+    ]
 
 
 def test_toml_override_changes_one_rate_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -86,9 +89,13 @@ def test_toml_override_changes_one_rate_and_keeps_the_rest(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     "text",
-    ["rates = 'nope'", "[rates.gosend.instant.motor]\nbase_fare = 'x'", "not toml ===",
-     "[rates.gosend.instant.motor]\nsurprise = 1"],
-)  # fmt: skip
+    [
+        "rates = 'nope'",
+        "[rates.gosend.instant.motor]\nbase_fare = 'x'",
+        "not toml ===",
+        "[rates.gosend.instant.motor]\nsurprise = 1",
+    ],
+)
 def test_bad_tariff_file_is_a_config_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "tariff.toml"
     path.write_text(text)

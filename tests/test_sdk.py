@@ -42,16 +42,34 @@ WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ORDER_ID = re.compile(rf"^{PREFIX}-(\d{{13}})$")
 PAYMENT_ID = re.compile(r"^PID-(\d{10})$")
 PAYMENT_KEYS = {"payment_id", "amount", "status_code", "qr_content", "pay_time"}
-PICKUP_PACKAGE_KEYS = {"awb", "order_id", "service", "service_type", "status", "live_track_url",
-                       "poly_line", "origin", "destination", "driver"}  # fmt: skip
-VOID_PACKAGE_KEYS = {"awb", "order_id", "service", "service_type", "status", "live_track_url",
-                     "polyline", "origin", "destination"}  # fmt: skip
+PICKUP_PACKAGE_KEYS = {
+    "awb",
+    "order_id",
+    "service",
+    "service_type",
+    "status",
+    "live_track_url",
+    "poly_line",
+    "origin",
+    "destination",
+    "driver",
+}
+VOID_PACKAGE_KEYS = {
+    "awb",
+    "order_id",
+    "service",
+    "service_type",
+    "status",
+    "live_track_url",
+    "polyline",
+    "origin",
+    "destination",
+}
 # get_payment's packages are the 2025 package shape (api.md: latitude/longitude "payment").
 PAYMENT_PACKAGE_KEYS = set(
     json.loads((FIXTURES / "webhook_shipped_packages_2025.json").read_text())["packages"][0]
 )
-DRIVER = {"driver_name": "Budi Santoso", "driver_phone": "081298765432",
-          "tracking_code": "GK-11-3120092"}  # fmt: skip
+DRIVER = {"driver_name": "Budi Santoso", "driver_phone": "081298765432", "tracking_code": "GK-11-3120092"}
 NO_DRIVER = {"name": None, "phone": None, "photo": None}
 
 
@@ -64,8 +82,7 @@ def client(server: Server, api: Api) -> Iterator[KiriminAja]:
 # -- checks -----------------------------------------------------------------------------------
 
 
-def envelope(body: Any, *, code: int | None = 0, method: str | None = None,
-             text: str = "success") -> Any:  # fmt: skip
+def envelope(body: Any, *, code: int | None = 0, method: str | None = None, text: str = "success") -> Any:
     """Assert a success envelope (keys in order) and return its result."""
     assert list(body) == ENVELOPE_KEYS, body
     assert (body["status"], body["text"], body["code"], body["method"]) == (True, text, code, method), body
@@ -128,8 +145,11 @@ def check_pricing(result: Any) -> int:
         assert set(price) == {"admin_fee", "shipping_costs", "total_price"}  # plural, here only
         assert all(is_int(v) for v in price.values()), price
         assert price["total_price"] == price["shipping_costs"] + price["admin_fee"]
-    assert instant[0]["price"] == {"admin_fee": ADMIN_FEE, "shipping_costs": QUOTE,
-                                   "total_price": QUOTE + ADMIN_FEE}  # fmt: skip
+    assert instant[0]["price"] == {
+        "admin_fee": ADMIN_FEE,
+        "shipping_costs": QUOTE,
+        "total_price": QUOTE + ADMIN_FEE,
+    }
     assert gosend["insurances"], "insurance tiers are listed"
     assert gosend["insurances"][0]["type"] == "silver"
     for tier in gosend["insurances"]:
@@ -175,13 +195,18 @@ def check_pickup(result: Any, started: float) -> tuple[str, str, str]:
 
 def check_tracking(result: Any, order_id: str, state: str, status: int) -> None:
     """Everything but `driver`, `date` (besides created_at), tracking_code and cancel_description."""
-    rest = {k: v for k, v in result.items()
-            if k not in ("driver", "date", "tracking_code", "cancel_description")}  # fmt: skip
+    rest = {
+        k: v for k, v in result.items() if k not in ("driver", "date", "tracking_code", "cancel_description")
+    }
     assert rest == {
         "origin": tracking_place("origin"),
         "destination": tracking_place("destination"),
-        "cost": {"shipping_cost": QUOTE, "insurance": None, "admin_fee": ADMIN_FEE,
-                 "total_price": QUOTE + ADMIN_FEE},
+        "cost": {
+            "shipping_cost": QUOTE,
+            "insurance": None,
+            "admin_fee": ADMIN_FEE,
+            "total_price": QUOTE + ADMIN_FEE,
+        },
         "item": {"price": SENT["item"]["price"], "description": SENT["item"]["name"]},
         "order_id": order_id,
         "service": "gosend",
@@ -189,7 +214,7 @@ def check_tracking(result: Any, order_id: str, state: str, status: int) -> None:
         "live_tracking_url": None,
         "status": status,
         "status_name": state,
-    }  # fmt: skip
+    }
     created = wire_time(result["date"]["created_at"])
     assert abs(created.timestamp() * 1000 - int(order_id.rsplit("-", 1)[1])) <= 1
 
@@ -203,10 +228,16 @@ def check_void(result: Any, order_id: str, payment_id: str, poly_line: str) -> N
     [pkg] = result["packages"]
     assert set(pkg) == VOID_PACKAGE_KEYS  # `polyline`, no `poly_line`, no driver
     assert pkg == {
-        "awb": "", "order_id": order_id, "service": "gosend", "service_type": "instant",
-        "status": 300, "live_track_url": None, "polyline": poly_line,
-        "origin": latitude_place("origin"), "destination": latitude_place("destination"),
-    }  # fmt: skip
+        "awb": "",
+        "order_id": order_id,
+        "service": "gosend",
+        "service_type": "instant",
+        "status": 300,
+        "live_track_url": None,
+        "polyline": poly_line,
+        "origin": latitude_place("origin"),
+        "destination": latitude_place("destination"),
+    }
 
 
 def check_payment(result: Any, order_id: str, payment_id: str, poly_line: str) -> None:
@@ -230,23 +261,36 @@ def location(side: str) -> PricingInstantLocationPayload:
 
 
 def quote(client: KiriminAja) -> int:
-    body = client.coverage_area.pricing_instant(PricingInstantPayload(
-        service=[InstantService.GOSEND], item_price=SENT["item"]["price"],
-        origin=location("origin"), destination=location("destination"),
-        weight=SENT["item"]["weight"], vehicle=InstantVehicle.BIKE, timezone="WIB",
-    ))  # fmt: skip
+    body = client.coverage_area.pricing_instant(
+        PricingInstantPayload(
+            service=[InstantService.GOSEND],
+            item_price=SENT["item"]["price"],
+            origin=location("origin"),
+            destination=location("destination"),
+            weight=SENT["item"]["weight"],
+            vehicle=InstantVehicle.BIKE,
+            timezone="WIB",
+        )
+    )
     return check_pricing(envelope(body, code=None, method="mitra_pricing"))
 
 
 def create(client: KiriminAja, shipping_price: int) -> Any:
     """The raw envelope of creating SENT through the SDK at `shipping_price`."""
     fields = {k: v for k, v in SENT.items() if k not in ("item", "shipping_price")}
-    return client.order.instant.create(InstantPickupPayload(
-        service=InstantService.GOSEND, service_type="instant", vehicle=InstantVehicle.BIKE,
-        order_prefix=PREFIX,
-        packages=[InstantPickupPackage(**fields, shipping_price=shipping_price,
-                                       item=InstantPickupItem(**SENT["item"]))],
-    ))  # fmt: skip
+    return client.order.instant.create(
+        InstantPickupPayload(
+            service=InstantService.GOSEND,
+            service_type="instant",
+            vehicle=InstantVehicle.BIKE,
+            order_prefix=PREFIX,
+            packages=[
+                InstantPickupPackage(
+                    **fields, shipping_price=shipping_price, item=InstantPickupItem(**SENT["item"])
+                )
+            ],
+        )
+    )
 
 
 def test_instant_flow_through_the_sdk(client: KiriminAja) -> None:
@@ -272,8 +316,9 @@ def test_instant_flow_through_the_sdk(client: KiriminAja) -> None:
     assert wire_time(cancelled["date"]["canceled_at"]) >= wire_time(cancelled["date"]["created_at"])
     assert cancelled["date"]["finished_at"] is None and cancelled["date"]["allocated_at"] is None
 
-    check_payment(envelope(client.payment.get_payment(payment_id), text="get_payment"),
-                  order_id, payment_id, poly_line)  # fmt: skip
+    check_payment(
+        envelope(client.payment.get_payment(payment_id), text="get_payment"), order_id, payment_id, poly_line
+    )
 
     # A cancelled order takes neither another cancel nor a new driver, and stays as it was.
     failure(client.order.instant.cancel(order_id), 2)
@@ -297,8 +342,11 @@ def test_driver_shows_in_track_and_find_new_driver_clears_it(client: KiriminAja,
 
     assigned = envelope(client.order.instant.track(order_id))
     check_tracking(assigned, order_id, "driver_assigned", 105)
-    assert assigned["driver"] == {"name": DRIVER["driver_name"], "phone": DRIVER["driver_phone"],
-                                  "photo": None}  # fmt: skip
+    assert assigned["driver"] == {
+        "name": DRIVER["driver_name"],
+        "phone": DRIVER["driver_phone"],
+        "photo": None,
+    }
     assert assigned["tracking_code"] == DRIVER["tracking_code"]
     first_allocation = wire_time(assigned["date"]["allocated_at"])
     assert first_allocation >= wire_time(assigned["date"]["created_at"])
@@ -320,8 +368,10 @@ def test_driver_shows_in_track_and_find_new_driver_clears_it(client: KiriminAja,
 
 def test_sdk_sees_not_found_as_a_body_and_bad_keys_as_errors(client: KiriminAja, server: Server) -> None:
     failure(client.order.instant.track(f"{PREFIX}-1705636897084"), 2, "data not found")
-    with KiriminAja(base_url=server.base_url, api_key="0" * 64) as stranger, \
-            pytest.raises(HttpError) as raised:  # fmt: skip
+    with (
+        KiriminAja(base_url=server.base_url, api_key="0" * 64) as stranger,
+        pytest.raises(HttpError) as raised,
+    ):
         stranger.order.instant.track(f"{PREFIX}-1705636897084")
     assert raised.value.status_code == 401
     failure(json.loads(raised.value.body), 401)
@@ -333,8 +383,9 @@ async def test_async_client_tracks(server: Server, api: Api, own_client: bool) -
     order_id = create_order(api)["order_id"]
     expected = api.track(order_id).json()
     async with httpx.AsyncClient() as http:
-        sdk = AsyncKiriminAja(base_url=server.base_url, api_key=api.key,
-                              async_http_client=http if own_client else None)  # fmt: skip
+        sdk = AsyncKiriminAja(
+            base_url=server.base_url, api_key=api.key, async_http_client=http if own_client else None
+        )
         async with sdk:
             body = await sdk.order.instant.track(order_id)
             missing = await sdk.order.instant.track("NOPE-1")

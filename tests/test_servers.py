@@ -30,10 +30,21 @@ def test_granian_serves_the_same_app(backend: Backend, tmp_path: Path) -> None:
     assert granian, "granian is a test dependency"
     port = free_port()
     proc = subprocess.Popen(
-        [granian, "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
-         "lacak.http.asgi:app"],
-        env=backend.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            granian,
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "lacak.http.asgi:app",
+        ],
+        env=backend.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait(f"{base}/healthz", proc)

@@ -149,8 +149,11 @@ def test_tracking_shape_in_every_state(server: Server, api: Api, state: str) -> 
             assert dates[field] >= dates["created_at"]  # same fixed-width format: text order is time order
     assert (result["cancel_description"] is not None) == ("cancel_description" in has)
     if "driver" in has:
-        assert result["driver"] == {"name": DRIVER["driver_name"], "phone": DRIVER["driver_phone"],
-                                    "photo": None}  # fmt: skip
+        assert result["driver"] == {
+            "name": DRIVER["driver_name"],
+            "phone": DRIVER["driver_phone"],
+            "photo": None,
+        }
         assert result["tracking_code"] == DRIVER["tracking_code"]
     else:
         assert result["driver"] == {"name": None, "phone": None, "photo": None}
@@ -217,11 +220,20 @@ def test_etag_and_304(server: Server, api: Api) -> None:
 
 
 def gosend_quote(api: Api, pkg: dict[str, Any], vehicle: str) -> int:
-    ends = {side: {"lat": pkg[f"{side}_lat"], "long": pkg[f"{side}_long"],
-                   "address": pkg[f"{side}_address"]} for side in ("origin", "destination")}  # fmt: skip
-    body = api.post("/api/mitra/v4/instant/pricing",
-                    {"service": ["gosend"], "item_price": pkg["item"]["price"], "weight": 1000,
-                     "vehicle": vehicle, **ends}).json()  # fmt: skip
+    ends = {
+        side: {"lat": pkg[f"{side}_lat"], "long": pkg[f"{side}_long"], "address": pkg[f"{side}_address"]}
+        for side in ("origin", "destination")
+    }
+    body = api.post(
+        "/api/mitra/v4/instant/pricing",
+        {
+            "service": ["gosend"],
+            "item_price": pkg["item"]["price"],
+            "weight": 1000,
+            "vehicle": vehicle,
+            **ends,
+        },
+    ).json()
     assert body["status"] is True, body
     [gosend] = body["result"]
     [instant] = [c for c in gosend["costs"] if c["service_type"] == "instant"]
@@ -254,21 +266,31 @@ def test_pickup_request_fixtures(
     assert re.fullmatch(rf"{request['order_prefix']}-\d{{13}}", created["order_id"]), created
     assert body["result"]["payment"]["amount"] == price + 1000
 
-    [row] = backend.query("SELECT item_weight FROM orders WHERE merchant_id = $1 AND order_id = $2",
-                          api.merchant_id, created["order_id"])  # fmt: skip
+    [row] = backend.query(
+        "SELECT item_weight FROM orders WHERE merchant_id = $1 AND order_id = $2",
+        api.merchant_id,
+        created["order_id"],
+    )
     assert row["item_weight"] == grams
 
     r = api.track(created["order_id"])
     tracked = r.json()
     assert_shape(tracked, TEMPLATE)
     result = tracked["result"]
-    assert result["cost"] == {"shipping_cost": price, "insurance": None, "admin_fee": 1000,
-                              "total_price": price + 1000}  # fmt: skip
+    assert result["cost"] == {
+        "shipping_cost": price,
+        "insurance": None,
+        "admin_fee": 1000,
+        "total_price": price + 1000,
+    }
     assert result["item"] == {"price": pkg["item"]["price"], "description": pkg["item"]["name"]}
     for side in ("origin", "destination"):
         assert result[side] == {f: pkg[f"{side}_{f}"] for f in TEMPLATE["result"][side]}
     assert (result["order_id"], result["service"], result["service_type"]) == (
-        created["order_id"], request["service"], request["service_type"])  # fmt: skip
+        created["order_id"],
+        request["service"],
+        request["service_type"],
+    )
     if fixture_price_is_current:
         # The docs request is the seed's own order: its tracking matches the seed example.
         for key in ("cost", "item", "origin", "service", "service_type"):
@@ -278,8 +300,13 @@ def test_pickup_request_fixtures(
 
 def test_numbers_keep_their_json_types(api: Api) -> None:
     """Coordinates sent as JSON integers come back as floats, money sent as 20000.0 as ints."""
-    pkg = package(origin_lat=-8, origin_long=110, destination_lat=-8, destination_long=110.25,
-                  item={"name": "Barang 1", "price": 20000.0, "weight": 1000})  # fmt: skip
+    pkg = package(
+        origin_lat=-8,
+        origin_long=110,
+        destination_lat=-8,
+        destination_long=110.25,
+        item={"name": "Barang 1", "price": 20000.0, "weight": 1000},
+    )
     pkg["shipping_price"] = float(gosend_quote(api, pkg, "motor"))
     body = api.post("/api/mitra/v4/instant/pickup/request", pickup([pkg])).json()
     assert body["status"] is True, body

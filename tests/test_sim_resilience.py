@@ -89,8 +89,9 @@ def test_several_processes_run_each_step_once(own: Backend, tmp_path: Path) -> N
     env = sim_env(own, speed="1500")  # ~20 steps a trip: plenty of claims to race for
     srv = start(env, tmp_path / "server.log", workers=2)
     log = (tmp_path / "worker.log").open("ab")
-    worker = subprocess.Popen([sys.executable, "-m", "lacak", "worker"], env=srv.env, stdout=log,
-                              stderr=subprocess.STDOUT)  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lacak", "worker"], env=srv.env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         api = create_merchant(srv.base_url)
         order_ids = make_orders(api, 10)

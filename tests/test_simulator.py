@@ -81,8 +81,9 @@ TASK_LEASE = 5.0  # short, so a step held by a killed process is taken over quic
 
 
 def sim_env(db: Backend, **sim: str) -> dict[str, str]:
-    return db.env(LACAK_TASK_LEASE=str(TASK_LEASE),
-                  **{f"LACAK_SIM_{k.upper()}": v for k, v in {**FAST, **sim}.items()})  # fmt: skip
+    return db.env(
+        LACAK_TASK_LEASE=str(TASK_LEASE), **{f"LACAK_SIM_{k.upper()}": v for k, v in {**FAST, **sim}.items()}
+    )
 
 
 def start(env: dict[str, str], log: Path, workers: int = 1) -> Server:
@@ -157,10 +158,15 @@ def order_pk(db: Backend, order_id: str) -> int:
 def sdk_create(client: KiriminAja) -> dict[str, Any]:
     sent = package()
     fields = {k: v for k, v in sent.items() if k != "item"}
-    body = client.order.instant.create(InstantPickupPayload(
-        service=InstantService.GOSEND, service_type="instant", vehicle=InstantVehicle.BIKE,
-        order_prefix="SIM", packages=[InstantPickupPackage(**fields, item=InstantPickupItem(**sent["item"]))],
-    ))  # fmt: skip
+    body = client.order.instant.create(
+        InstantPickupPayload(
+            service=InstantService.GOSEND,
+            service_type="instant",
+            vehicle=InstantVehicle.BIKE,
+            order_prefix="SIM",
+            packages=[InstantPickupPackage(**fields, item=InstantPickupItem(**sent["item"]))],
+        )
+    )
     assert body["status"] is True, body
     pkg: dict[str, Any] = body["result"]["packages"][0]
     return pkg
@@ -261,15 +267,31 @@ BRANCHES: dict[str, tuple[dict[str, str], Callable[[Api, str], None] | None, lis
     # rates, what the merchant does meanwhile, the applied states, the final cancel_description.
     # Branches that can follow each other share one trip (a server start costs more than a trip).
     "no_driver_redrive_hold_and_refusal": (
-        {"no_driver_rate": "1", "hold_rate": "1", "return_rate": "1"}, _redrive_after_no_driver,
-        ["created", "finding_driver", "no_driver", "finding_driver", "driver_assigned", "at_pickup",
-         "picked_up", "in_transit", "on_hold", "in_transit", "returning", "returned"], None,
+        {"no_driver_rate": "1", "hold_rate": "1", "return_rate": "1"},
+        _redrive_after_no_driver,
+        [
+            "created",
+            "finding_driver",
+            "no_driver",
+            "finding_driver",
+            "driver_assigned",
+            "at_pickup",
+            "picked_up",
+            "in_transit",
+            "on_hold",
+            "in_transit",
+            "returning",
+            "returned",
+        ],
+        None,
     ),
     "courier_cancel": (
-        {"cancel_rate": "1"}, None,
-        ["created", "finding_driver", "driver_assigned", "at_pickup", "cancelled"], trip.CANCEL_REASON,
+        {"cancel_rate": "1"},
+        None,
+        ["created", "finding_driver", "driver_assigned", "at_pickup", "cancelled"],
+        trip.CANCEL_REASON,
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("branch", list(BRANCHES))
@@ -316,19 +338,43 @@ def an_order(pk: int = 7, service: str = "gosend") -> Order:
     now = datetime(2024, 1, 19, 4, 1, 37, tzinfo=UTC)
     origin = Place("A", "0812", "Wirobrajan", "", *YOGYA)
     destination = Place("B", "0813", "Minomartani", "", *SLEMAN)
-    return Order(pk=pk, merchant_id=1, order_id="T-1", payment_pk=1, service=service,
-                 service_type="instant", vehicle="motor", state=State.FINDING_DRIVER, seq=2, origin=origin,
-                 destination=destination, item_name="x", item_description="", item_price=1, item_weight=1,
-                 shipping_cost=1, admin_fee=0, total_price=1, poly_line=city_route(*YOGYA, *SLEMAN),
-                 created_at=now, updated_at=now)  # fmt: skip
+    return Order(
+        pk=pk,
+        merchant_id=1,
+        order_id="T-1",
+        payment_pk=1,
+        service=service,
+        service_type="instant",
+        vehicle="motor",
+        state=State.FINDING_DRIVER,
+        seq=2,
+        origin=origin,
+        destination=destination,
+        item_name="x",
+        item_description="",
+        item_price=1,
+        item_weight=1,
+        shipping_cost=1,
+        admin_fee=0,
+        total_price=1,
+        poly_line=city_route(*YOGYA, *SLEMAN),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def run_step(
     payload: dict[str, Any], sim: SimSettings | None = None, order: Order | None = None
 ) -> trip.Plan:
     o = order or an_order()
-    c = trip.Ctx(sim=sim or SimSettings(), order=o, generation=payload["generation"], n=payload["n"],
-                 now=datetime(2024, 1, 19, 5, 0, tzinfo=UTC), avatar_base="http://x/avatars")  # fmt: skip
+    c = trip.Ctx(
+        sim=sim or SimSettings(),
+        order=o,
+        generation=payload["generation"],
+        n=payload["n"],
+        now=datetime(2024, 1, 19, 5, 0, tzinfo=UTC),
+        avatar_base="http://x/avatars",
+    )
     return trip.step(c, payload)
 
 
@@ -362,9 +408,14 @@ def test_same_seed_and_order_make_the_same_driver_code_and_route() -> None:
     assert city_route(*YOGYA, *SLEMAN) != city_route(*SLEMAN, *YOGYA)
 
 
-@pytest.mark.parametrize(("service", "shape"), [
-    ("gosend", r"GK-11-\d{7}"), ("grab_express", r"IN-2-[0-9A-Z]{16}"), ("borzo", r"[1-9]\d{8}"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("service", "shape"),
+    [
+        ("gosend", r"GK-11-\d{7}"),
+        ("grab_express", r"IN-2-[0-9A-Z]{16}"),
+        ("borzo", r"[1-9]\d{8}"),
+    ],
+)
 def test_tracking_code_is_in_the_couriers_own_format(service: str, shape: str) -> None:
     codes = {people.tracking_code(0, pk, service) for pk in range(1, 51)}
     assert len(codes) == 50 and all(re.fullmatch(shape, c) for c in codes), codes

@@ -100,19 +100,27 @@ async def env(backend: Backend, *, prepaid: bool = False, callback: bool = False
 def package(order_id: str | None = None) -> Package:
     """gosend instant motor from Wirobrajan to Minomartani: Rp 34,000."""
     return Package(
-        origin_name="Arfian", origin_phone="081280045616", origin_lat=-7.8032616,
-        origin_long=110.350244, origin_address="Wirobrajan, Yogyakarta",
-        destination_name="Okka", destination_phone="081280045616", destination_lat=-7.7349434,
-        destination_long=110.405355, destination_address="Minomartani, Sleman",
-        shipping_price=34000, item=Item(name="Barang 1", price=20000, weight=1000),
+        origin_name="Arfian",
+        origin_phone="081280045616",
+        origin_lat=-7.8032616,
+        origin_long=110.350244,
+        origin_address="Wirobrajan, Yogyakarta",
+        destination_name="Okka",
+        destination_phone="081280045616",
+        destination_lat=-7.7349434,
+        destination_long=110.405355,
+        destination_address="Minomartani, Sleman",
+        shipping_price=34000,
+        item=Item(name="Barang 1", price=20000, weight=1000),
         order_id=order_id,
-    )  # fmt: skip
+    )
 
 
 def request(n: int = 1, *, prefix: str = "TST", order_ids: list[str] | None = None) -> PickupRequest:
     pkgs = [package(oid) for oid in order_ids] if order_ids else [package() for _ in range(n)]
-    return PickupRequest(service="gosend", service_type="instant", vehicle="motor",
-                         order_prefix=prefix, packages=pkgs)  # fmt: skip
+    return PickupRequest(
+        service="gosend", service_type="instant", vehicle="motor", order_prefix=prefix, packages=pkgs
+    )
 
 
 def upd(state: State, **kw: Any) -> Update:
@@ -238,8 +246,10 @@ async def test_stale_and_refused_are_recorded_without_change(
 async def test_same_courier_event_twice_is_applied_once(backend: Backend) -> None:
     async with env(backend) as e:
         (order,) = await e.create()
-        outcomes = [(await e.move(order, S.DRIVER_ASSIGNED, driver=DRIVER, dedupe_key="gosend-1")).outcome
-                    for _ in range(3)]  # fmt: skip
+        outcomes = [
+            (await e.move(order, S.DRIVER_ASSIGNED, driver=DRIVER, dedupe_key="gosend-1")).outcome
+            for _ in range(3)
+        ]
         assert outcomes == [A, DUP, DUP]
         events, deliveries = await outbox_matches_history(e.store, await e.order(order.order_id))
         assert [ev.dedupe_key for ev in events] == [None, None, "gosend-1"]
@@ -260,8 +270,11 @@ async def test_unknown_order_is_not_found(backend: Backend) -> None:
 
 VOIDABLE = {S.CREATED, S.FINDING_DRIVER, S.NO_DRIVER, S.DRIVER_ASSIGNED, S.AT_PICKUP}
 REDRIVE = {  # state → outcome of find-new-driver (None: refused with InvalidOrder)
-    S.NO_DRIVER: A, S.DRIVER_ASSIGNED: A, S.AT_PICKUP: A, S.FINDING_DRIVER: DUP,
-}  # fmt: skip
+    S.NO_DRIVER: A,
+    S.DRIVER_ASSIGNED: A,
+    S.AT_PICKUP: A,
+    S.FINDING_DRIVER: DUP,
+}
 
 
 T = TypeVar("T")
@@ -388,8 +401,9 @@ async def test_concurrent_driver_changes(backend: Backend) -> None:
     async with env(backend, callback=True) as e:
         order = await e.reach(S.DRIVER_ASSIGNED)
         drivers = [Driver(f"Driver {i}", f"08120000010{i}", None) for i in range(5)]
-        updates = [upd(S.DRIVER_ASSIGNED, driver=drivers[i % 5], dedupe_key=f"drv-{i % 5}")
-                   for i in range(20)]  # fmt: skip
+        updates = [
+            upd(S.DRIVER_ASSIGNED, driver=drivers[i % 5], dedupe_key=f"drv-{i % 5}") for i in range(20)
+        ]
         new = await _concurrently(e, order, updates)
         assert sorted(ev.dedupe_key or "" for ev in new) == [f"drv-{i}" for i in range(5)]
         assert {ev.outcome for ev in new} == {A}
@@ -425,8 +439,9 @@ async def test_generated_ids_are_unique_and_bumped(backend: Backend, monkeypatch
         assert [o.order_id for o in big] == [f"{prefix}-{FIXED_MS + i}" for i in range(100)]
         assert payment.amount == sum(o.total_price for o in big)
         # two more requests in the same millisecond, at once: next free numbers, no clash
-        results = await asyncio.gather(*(e.s.orders.create(e.merchant, request(prefix=prefix))
-                                         for _ in range(2)))  # fmt: skip
+        results = await asyncio.gather(
+            *(e.s.orders.create(e.merchant, request(prefix=prefix)) for _ in range(2))
+        )
         later = sorted(o.order_id for _, orders in results for o in orders)
         assert later == [f"{prefix}-{FIXED_MS + 100}", f"{prefix}-{FIXED_MS + 101}"]
         pids = {payment.payment_id, *(p.payment_id for p, _ in results)}

@@ -133,8 +133,11 @@ def merchant() -> None:
 def merchant_create(name: str, prepaid: bool, as_json: bool) -> None:
     """Create a merchant and print its API key (shown only once)."""
     m, key = run(lambda s: s.merchants.create(name, prepaid=prepaid))
-    _emit({"merchant_id": m.id, "api_key": key}, as_json,
-          f"merchant {m.id} ({m.name}) created\napi key: {key}\n(shown once; store it now)")  # fmt: skip
+    _emit(
+        {"merchant_id": m.id, "api_key": key},
+        as_json,
+        f"merchant {m.id} ({m.name}) created\napi key: {key}\n(shown once; store it now)",
+    )
 
 
 @merchant.command("list")
@@ -142,10 +145,21 @@ def merchant_create(name: str, prepaid: bool, as_json: bool) -> None:
 def merchant_list(as_json: bool) -> None:
     """List merchants."""
     rows = run(lambda s: s.store.list_merchants())
-    data = [{"merchant_id": m.id, "name": m.name, "payment_mode": m.payment_mode.value,
-             "callback_url": m.callback_url, "active_keys": n} for m, n in rows]  # fmt: skip
-    human = "\n".join(f"{d['merchant_id']:>5}  {d['name']:<30} {d['payment_mode']:<10} "
-                      f"keys={d['active_keys']}  callback={d['callback_url'] or '-'}" for d in data)  # fmt: skip
+    data = [
+        {
+            "merchant_id": m.id,
+            "name": m.name,
+            "payment_mode": m.payment_mode.value,
+            "callback_url": m.callback_url,
+            "active_keys": n,
+        }
+        for m, n in rows
+    ]
+    human = "\n".join(
+        f"{d['merchant_id']:>5}  {d['name']:<30} {d['payment_mode']:<10} "
+        f"keys={d['active_keys']}  callback={d['callback_url'] or '-'}"
+        for d in data
+    )
     _emit(data, as_json, human or "no merchants")
 
 
@@ -198,8 +212,11 @@ def _drivers(s: Services) -> Drivers:
 def driver_create(name: str, phone: str, plate: str | None, photo: str | None, as_json: bool) -> None:
     """Create a driver and print its API token (shown only once)."""
     d, token = run(lambda s: _drivers(s).create(name, phone, plate, photo))
-    _emit({"driver_id": d.id, "token": token}, as_json,
-          f"driver {d.id} ({d.name}) created\ntoken: {token}\n(shown once; store it now)")  # fmt: skip
+    _emit(
+        {"driver_id": d.id, "token": token},
+        as_json,
+        f"driver {d.id} ({d.name}) created\ntoken: {token}\n(shown once; store it now)",
+    )
 
 
 @driver.command("list")
@@ -207,12 +224,26 @@ def driver_create(name: str, phone: str, plate: str | None, photo: str | None, a
 def driver_list(as_json: bool) -> None:
     """List drivers, their last known position and how many orders each carries."""
     rows = run(lambda s: _drivers(s).listing())
-    data = [{"driver_id": d.id, "name": d.name, "phone": d.phone, "plate": d.plate, "photo": d.photo,
-             "active": d.revoked_at is None, "lat": d.lat, "long": d.long,
-             "position_at": wire(d.position_at), "carrying": n} for d, n in rows]  # fmt: skip
-    human = "\n".join(f"{x['driver_id']:>5}  {x['name']:<30} {x['phone']:<15} {x['plate'] or '-':<12} "
-                      f"{'active' if x['active'] else 'revoked':<8} carrying={x['carrying']}"
-                      for x in data)  # fmt: skip
+    data = [
+        {
+            "driver_id": d.id,
+            "name": d.name,
+            "phone": d.phone,
+            "plate": d.plate,
+            "photo": d.photo,
+            "active": d.revoked_at is None,
+            "lat": d.lat,
+            "long": d.long,
+            "position_at": wire(d.position_at),
+            "carrying": n,
+        }
+        for d, n in rows
+    ]
+    human = "\n".join(
+        f"{x['driver_id']:>5}  {x['name']:<30} {x['phone']:<15} {x['plate'] or '-':<12} "
+        f"{'active' if x['active'] else 'revoked':<8} carrying={x['carrying']}"
+        for x in data
+    )
     _emit(data, as_json, human or "no drivers")
 
 
@@ -242,16 +273,24 @@ async def _merchant_id(s: Services, ref: str | None) -> int | None:
 @click.option("--driver-photo")
 @click.option("--tracking-code")
 @click.option("--reason")
-def order_advance(order_id: str, state: str, merchant_ref: str | None, driver_name: str | None,
-                  driver_phone: str | None, driver_photo: str | None, tracking_code: str | None,
-                  reason: str | None) -> None:  # fmt: skip
+def order_advance(
+    order_id: str,
+    state: str,
+    merchant_ref: str | None,
+    driver_name: str | None,
+    driver_phone: str | None,
+    driver_photo: str | None,
+    tracking_code: str | None,
+    reason: str | None,
+) -> None:
     """Move an order to STATE (operator source), by the lifecycle rules."""
     driver = Driver(driver_name, driver_phone, driver_photo) if driver_name or driver_phone else None
 
     async def work(s: Services) -> tuple[str, int, str]:
         o = await s.orders.locate(order_id, await _merchant_id(s, merchant_ref))
-        d = await s.orders.advance(o.merchant_id, o.order_id, State(state), driver=driver,
-                                   tracking_code=tracking_code, reason=reason)  # fmt: skip
+        d = await s.orders.advance(
+            o.merchant_id, o.order_id, State(state), driver=driver, tracking_code=tracking_code, reason=reason
+        )
         return d.outcome.value, d.order.seq, d.order.state.value
 
     outcome, seq, now = run(work)
@@ -268,8 +307,7 @@ def order_show(order_id: str, merchant_ref: str | None) -> None:
 
     async def work(s: Services) -> dict[str, Any]:
         o = await s.orders.locate(order_id, await _merchant_id(s, merchant_ref))
-        return {"order": msgspec.to_builtins(o),
-                "history": msgspec.to_builtins(await s.store.history(o.pk))}  # fmt: skip
+        return {"order": msgspec.to_builtins(o), "history": msgspec.to_builtins(await s.store.history(o.pk))}
 
     click.echo(json.dumps(run(work), indent=2))
 

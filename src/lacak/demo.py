@@ -13,11 +13,13 @@ DEMO = "demo"
 
 _TRIPS = [
     # (origin, destination) around Yogyakarta, from KiriminAja's own examples
-    ((-7.8032616, 110.350244, "Wirobrajan, Kota Yogyakarta"),
-     (-7.7349434, 110.405355, "Minomartani, Ngaglik, Sleman")),
+    (
+        (-7.8032616, 110.350244, "Wirobrajan, Kota Yogyakarta"),
+        (-7.7349434, 110.405355, "Minomartani, Ngaglik, Sleman"),
+    ),
     ((-7.854584, 110.331154, "Kasihan, Bantul"), (-7.776192, 110.325053, "Godean, Sleman")),
     ((-7.782889, 110.367083, "Malioboro, Yogyakarta"), (-7.747452, 110.355406, "Jombor, Sleman")),
-]  # fmt: skip
+]
 
 
 def _package(s: Services, i: int) -> Package:
@@ -25,11 +27,19 @@ def _package(s: Services, i: int) -> Package:
     q = quote(s.orders.tariff, "gosend", "instant", "motor", (olat, olong), (dlat, dlong))
     assert q is not None
     return Package(
-        origin_name="Toko Demo", origin_phone="081280045616", origin_lat=olat, origin_long=olong,
-        origin_address=oaddr, destination_name=f"Pelanggan {i + 1}", destination_phone="081234567890",
-        destination_lat=dlat, destination_long=dlong, destination_address=daddr,
-        shipping_price=q.shipping_cost, item=Item(name=f"Barang {i + 1}", price=20000, weight=1000),
-    )  # fmt: skip
+        origin_name="Toko Demo",
+        origin_phone="081280045616",
+        origin_lat=olat,
+        origin_long=olong,
+        origin_address=oaddr,
+        destination_name=f"Pelanggan {i + 1}",
+        destination_phone="081234567890",
+        destination_lat=dlat,
+        destination_long=dlong,
+        destination_address=daddr,
+        shipping_price=q.shipping_cost,
+        item=Item(name=f"Barang {i + 1}", price=20000, weight=1000),
+    )
 
 
 async def _key(s: Services) -> str:
@@ -44,8 +54,12 @@ async def _key(s: Services) -> str:
 async def seed(s: Services, base_url: str) -> str:
     key = await _key(s)
     merchant = await s.merchants.get(DEMO)
-    req = PickupRequest(service="gosend", service_type="instant", order_prefix="DEMO",
-                        packages=[_package(s, i) for i in range(len(_TRIPS))])  # fmt: skip
+    req = PickupRequest(
+        service="gosend",
+        service_type="instant",
+        order_prefix="DEMO",
+        packages=[_package(s, i) for i in range(len(_TRIPS))],
+    )
     _, orders = await s.orders.create(merchant, req)
     return _examples(base_url, key, orders[0].order_id)
 

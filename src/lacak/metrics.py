@@ -15,29 +15,36 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "lacak_http_requests", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "lacak_http_request_seconds", "HTTP request latency by route",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.lookups = Counter(
-            "lacak_tracking_lookups", "Tracking lookups by result", ["result"], registry=r
+            "lacak_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
         )
+        self.latency = Histogram(
+            "lacak_http_request_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lookups = Counter("lacak_tracking_lookups", "Tracking lookups by result", ["result"], registry=r)
         # Bound once: label lookups cost more than the increment on the tracking hot path.
         self.lookups_found = self.lookups.labels("found")
         self.lookups_missing = self.lookups.labels("not_found")
         self.state_changes = Counter(
-            "lacak_state_changes", "Order state change requests by target state and outcome",
-            ["state", "outcome"], registry=r,
-        )  # fmt: skip
+            "lacak_state_changes",
+            "Order state change requests by target state and outcome",
+            ["state", "outcome"],
+            registry=r,
+        )
         self.orders_created = Counter("lacak_orders_created", "Orders created", registry=r)
         self.courier_events = Counter(
-            "lacak_courier_events", "Inbound courier messages by provider and outcome"
+            "lacak_courier_events",
+            "Inbound courier messages by provider and outcome"
             " (applied, stale, duplicate, refused, unknown_order, unknown_status)",
-            ["provider", "outcome"], registry=r,
-        )  # fmt: skip
+            ["provider", "outcome"],
+            registry=r,
+        )
         self.driver_positions = Counter(
             "lacak_driver_positions", "Driver position points stored", ["source"], registry=r
         )

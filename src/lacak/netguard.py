@@ -43,9 +43,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
 async def resolve(host: str, port: int) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5
-        )
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5)
     except (OSError, TimeoutError, ValueError):
         # ValueError includes UnicodeError: the IDNA codec refuses an empty or over-long label
         raise CallbackRefused(f"The url host {host} does not resolve.") from None
@@ -59,7 +57,5 @@ async def check_url(url: str, *, allow_private: bool) -> list[IPAddress]:
     if not allow_private:
         for addr in addresses:
             if blocked(addr):
-                raise CallbackRefused(
-                    f"The url resolves to a non-public address ({addr}); refused."
-                )
+                raise CallbackRefused(f"The url resolves to a non-public address ({addr}); refused.")
     return addresses

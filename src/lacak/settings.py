@@ -82,7 +82,7 @@ class CourierSettings:
     gosend_callback_header: str = "Authorization"
     gosend_callback_token: str | None = field(default=None, repr=False)
     grab_base_url: str = "https://partner-api.grab.com/grab-express-sandbox"
-    grab_token_url: str = "https://partner-api.grab.com/grabid/v1/oauth2/token"
+    grab_token_url: str = "https://partner-api.grab.com/grabid/v1/oauth2/token"  # noqa: S105  (a URL, not a secret)
     grab_client_id: str | None = None
     grab_client_secret: str | None = field(default=None, repr=False)
     grab_callback_token: str | None = field(default=None, repr=False)

@@ -70,4 +70,3 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
             await couriers.close()
     finally:
         await db.close()
-

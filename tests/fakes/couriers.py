@@ -344,11 +344,23 @@ class FakeGoSend(FakeCourier):
 
     def ops(self) -> list[Op]:
         return [
-            Op("book", "POST", "/gokilat/v10/booking", GoSendBooking,
-               lambda body, _r: body["routes"][0]["storeOrderId"], self._book),
-            Op("cancel", "PUT", "/gokilat/v10/booking/cancel", GoSendCancel,
-               lambda body, _r: self.order_of(body["orderNo"]), self._cancel),
-        ]  # fmt: skip
+            Op(
+                "book",
+                "POST",
+                "/gokilat/v10/booking",
+                GoSendBooking,
+                lambda body, _r: body["routes"][0]["storeOrderId"],
+                self._book,
+            ),
+            Op(
+                "cancel",
+                "PUT",
+                "/gokilat/v10/booking/cancel",
+                GoSendCancel,
+                lambda body, _r: self.order_of(body["orderNo"]),
+                self._cancel,
+            ),
+        ]
 
     def authorized(self, request: web.Request) -> bool:
         return _same(request.headers.get("Client-ID"), self.client_id) and _same(
@@ -365,11 +377,19 @@ class FakeGoSend(FakeCourier):
     def _book(self, req: GoSendBooking, _request: web.Request) -> Reply:
         route = req.routes[0]
         order_no = self.book(route.storeOrderId, req)
-        return Reply(201, {
-            "id": int(order_no.rsplit("-", 1)[1]), "orderNo": order_no, "bookingType": req.shipment_method,
-            "storeOrderId": route.storeOrderId, "errorMessage": None, "prebook": False,
-            "prebookMessage": None, "errors": [],
-        })  # fmt: skip
+        return Reply(
+            201,
+            {
+                "id": int(order_no.rsplit("-", 1)[1]),
+                "orderNo": order_no,
+                "bookingType": req.shipment_method,
+                "storeOrderId": route.storeOrderId,
+                "errorMessage": None,
+                "prebook": False,
+                "prebookMessage": None,
+                "errors": [],
+            },
+        )
 
     def _cancel(self, req: GoSendCancel, _request: web.Request) -> Reply:
         booking = self.bookings.get(req.orderNo)
@@ -477,15 +497,40 @@ class FakeGrabExpress(FakeCourier):
     def ops(self) -> list[Op]:
         p = self.PREFIX
         return [
-            Op("token", "POST", "/grabid/v1/oauth2/token", GrabTokenRequest, lambda _b, _r: None,
-               self._token, auth=False),
-            Op("book", "POST", f"{p}/v1/deliveries", GrabDelivery,
-               lambda body, _r: body["merchantOrderID"], self._book),
-            Op("cancel", "DELETE", f"{p}/v1/deliveries/{{delivery_id}}", None,
-               lambda _b, r: self.order_of(r.match_info["delivery_id"]), self._cancel),
-            Op("cancel_order", "DELETE", f"{p}/v1/merchant/deliveries/{{order_id}}", None,
-               lambda _b, r: r.match_info["order_id"], self._cancel_order),
-        ]  # fmt: skip
+            Op(
+                "token",
+                "POST",
+                "/grabid/v1/oauth2/token",
+                GrabTokenRequest,
+                lambda _b, _r: None,
+                self._token,
+                auth=False,
+            ),
+            Op(
+                "book",
+                "POST",
+                f"{p}/v1/deliveries",
+                GrabDelivery,
+                lambda body, _r: body["merchantOrderID"],
+                self._book,
+            ),
+            Op(
+                "cancel",
+                "DELETE",
+                f"{p}/v1/deliveries/{{delivery_id}}",
+                None,
+                lambda _b, r: self.order_of(r.match_info["delivery_id"]),
+                self._cancel,
+            ),
+            Op(
+                "cancel_order",
+                "DELETE",
+                f"{p}/v1/merchant/deliveries/{{order_id}}",
+                None,
+                lambda _b, r: r.match_info["order_id"],
+                self._cancel_order,
+            ),
+        ]
 
     def authorized(self, request: web.Request) -> bool:
         given = request.headers.get("Authorization", "")
@@ -493,8 +538,13 @@ class FakeGrabExpress(FakeCourier):
             return any(_same(given, f"Bearer {token}") for token in self.tokens)
 
     def error(self, status: int, message: str, *, retry_after: float | None = None) -> Reply:
-        reason = {400: "invalid_argument", 401: "unauthorized", 404: "not_found", 409: "conflict",
-                  429: "rate_limited"}.get(status, "internal")  # fmt: skip
+        reason = {
+            400: "invalid_argument",
+            401: "unauthorized",
+            404: "not_found",
+            409: "conflict",
+            429: "rate_limited",
+        }.get(status, "internal")
         return Reply(
             status, {"target": "", "reason": reason, "message": message}, _retry_after({}, retry_after)
         )
@@ -515,19 +565,35 @@ class FakeGrabExpress(FakeCourier):
     def _book(self, req: GrabDelivery, _request: web.Request) -> Reply:
         delivery_id = self.book(req.merchantOrderID, req)
         echo = msgspec.to_builtins(req)
-        return Reply(200, {
-            "deliveryID": delivery_id, "merchantOrderID": req.merchantOrderID,
-            "paymentMethod": req.paymentMethod, "payer": req.payer,
-            "quote": {"service": {"id": 0, "type": req.serviceType, "name": "GrabExpress Instant"},
-                      "currency": {"code": "IDR", "symbol": "Rp", "exponent": 0}, "amount": 21000,
-                      "distance": 5200, "packages": echo["packages"],
-                      "origin": echo["origin"], "destination": echo["destination"]},
-            "sender": echo["sender"], "recipient": echo["recipient"], "status": "ALLOCATING",
-            "trackingURL": f"https://express.grab.com/track/{delivery_id}", "courier": None,
-            "timeline": {"create": "2024-01-10T08:15:02Z"}, "schedule": None,
-            "cashOnDelivery": {"enable": False, "amount": 0}, "invoiceNo": "", "pickupPin": "4821",
-            "advanceInfo": None,
-        })  # fmt: skip
+        return Reply(
+            200,
+            {
+                "deliveryID": delivery_id,
+                "merchantOrderID": req.merchantOrderID,
+                "paymentMethod": req.paymentMethod,
+                "payer": req.payer,
+                "quote": {
+                    "service": {"id": 0, "type": req.serviceType, "name": "GrabExpress Instant"},
+                    "currency": {"code": "IDR", "symbol": "Rp", "exponent": 0},
+                    "amount": 21000,
+                    "distance": 5200,
+                    "packages": echo["packages"],
+                    "origin": echo["origin"],
+                    "destination": echo["destination"],
+                },
+                "sender": echo["sender"],
+                "recipient": echo["recipient"],
+                "status": "ALLOCATING",
+                "trackingURL": f"https://express.grab.com/track/{delivery_id}",
+                "courier": None,
+                "timeline": {"create": "2024-01-10T08:15:02Z"},
+                "schedule": None,
+                "cashOnDelivery": {"enable": False, "amount": 0},
+                "invoiceNo": "",
+                "pickupPin": "4821",
+                "advanceInfo": None,
+            },
+        )
 
     def _cancel(self, _req: None, request: web.Request) -> Reply:
         booking = self.bookings.get(request.match_info["delivery_id"])
@@ -539,8 +605,11 @@ class FakeGrabExpress(FakeCourier):
         return Reply(204)
 
     def _cancel_order(self, _req: None, request: web.Request) -> Reply:
-        live = [b for b in self.bookings.values()
-                if b.order_id == request.match_info["order_id"] and b.status == "active"]  # fmt: skip
+        live = [
+            b
+            for b in self.bookings.values()
+            if b.order_id == request.match_info["order_id"] and b.status == "active"
+        ]
         if not live:
             return self.error(404, "No delivery for this merchant order")
         for booking in live:
@@ -616,11 +685,23 @@ class FakeBorzo(FakeCourier):
     def ops(self) -> list[Op]:
         p = self.PREFIX
         return [
-            Op("book", "POST", f"{p}/create-order", BorzoCreate,
-               lambda body, _r: body["points"][0]["client_order_id"], self._book),
-            Op("cancel", "POST", f"{p}/cancel-order", BorzoCancel,
-               lambda body, _r: self.order_of(body["order_id"]), self._cancel),
-        ]  # fmt: skip
+            Op(
+                "book",
+                "POST",
+                f"{p}/create-order",
+                BorzoCreate,
+                lambda body, _r: body["points"][0]["client_order_id"],
+                self._book,
+            ),
+            Op(
+                "cancel",
+                "POST",
+                f"{p}/cancel-order",
+                BorzoCancel,
+                lambda body, _r: self.order_of(body["order_id"]),
+                self._cancel,
+            ),
+        ]
 
     def authorized(self, request: web.Request) -> bool:
         return _same(request.headers.get("X-DV-Auth-Token"), self.auth_token)
@@ -641,27 +722,50 @@ class FakeBorzo(FakeCourier):
     def refusal(parameter_errors: Any = None) -> Reply:
         """The documented 400: `invalid_parameters` with per-field codes (by default the docs' example)."""
         if parameter_errors is None:
-            parameter_errors = {"points": [{"contact_person": {"phone": ["invalid_phone"]}},
-                                           {"address": ["address_not_found"]}]}  # fmt: skip
-        return Reply(400, {"is_successful": False, "errors": ["invalid_parameters"],
-                           "parameter_errors": parameter_errors})  # fmt: skip
+            parameter_errors = {
+                "points": [
+                    {"contact_person": {"phone": ["invalid_phone"]}},
+                    {"address": ["address_not_found"]},
+                ]
+            }
+        return Reply(
+            400,
+            {"is_successful": False, "errors": ["invalid_parameters"], "parameter_errors": parameter_errors},
+        )
 
     def new_id(self, n: int) -> str:
         return str(4212344 + n)
 
     def _order(self, order_id: str, req: BorzoCreate, status: str) -> dict[str, Any]:
-        points = [{**msgspec.to_builtins(point), "point_id": 7700101 + i,
-                   "delivery_id": None if i == 0 else 3300986 + i,
-                   "tracking_url": f"https://borzodelivery.com/id/tracking/{order_id}-{i + 1}",
-                   "taking_amount": "0.00", "buyout_amount": "0.00", "packages": [], "is_return_point": False}
-                  for i, point in enumerate(req.points)]  # fmt: skip
+        points = [
+            {
+                **msgspec.to_builtins(point),
+                "point_id": 7700101 + i,
+                "delivery_id": None if i == 0 else 3300986 + i,
+                "tracking_url": f"https://borzodelivery.com/id/tracking/{order_id}-{i + 1}",
+                "taking_amount": "0.00",
+                "buyout_amount": "0.00",
+                "packages": [],
+                "is_return_point": False,
+            }
+            for i, point in enumerate(req.points)
+        ]
         return {
-            "order_id": int(order_id), "order_name": order_id, "type": req.type, "matter": req.matter,
-            "vehicle_type_id": req.vehicle_type_id, "created_datetime": "2024-01-10T15:15:02+07:00",
-            "status": status, "total_weight_kg": req.total_weight_kg, "payment_amount": "21500.00",
-            "delivery_fee_amount": "21000.00", "insurance_amount": req.insurance_amount or "0.00",
-            "payment_method": req.payment_method, "courier": None, "points": points,
-        }  # fmt: skip
+            "order_id": int(order_id),
+            "order_name": order_id,
+            "type": req.type,
+            "matter": req.matter,
+            "vehicle_type_id": req.vehicle_type_id,
+            "created_datetime": "2024-01-10T15:15:02+07:00",
+            "status": status,
+            "total_weight_kg": req.total_weight_kg,
+            "payment_amount": "21500.00",
+            "delivery_fee_amount": "21000.00",
+            "insurance_amount": req.insurance_amount or "0.00",
+            "payment_method": req.payment_method,
+            "courier": None,
+            "points": points,
+        }
 
     def _book(self, req: BorzoCreate, _request: web.Request) -> Reply:
         order_id = self.book(req.points[0].client_order_id or "", req)

@@ -24,8 +24,10 @@ async def create(tx: Connection, order_pk: int, provider: str, now: datetime) ->
     await tx.execute(
         "INSERT INTO bookings (order_pk, provider, status, created_at, updated_at)"
         " VALUES ($1, $2, 'pending', $3, $3) ON CONFLICT (order_pk) DO NOTHING",
-        order_pk, provider, now,
-    )  # fmt: skip
+        order_pk,
+        provider,
+        now,
+    )
 
 
 async def get(db: Database | Connection, order_pk: int) -> Booking | None:
@@ -44,21 +46,27 @@ async def booked(tx: Connection, order_pk: int, external_id: str | None, now: da
     await tx.execute(
         "UPDATE bookings SET external_id = $2, status = 'booked', attempts = attempts + 1,"
         " last_error = NULL, updated_at = $3 WHERE order_pk = $1",
-        order_pk, external_id, now,
-    )  # fmt: skip
+        order_pk,
+        external_id,
+        now,
+    )
 
 
 async def set_status(tx: Connection, order_pk: int, status: str, error: str | None, now: datetime) -> None:
     await tx.execute(
         "UPDATE bookings SET status = $2, last_error = $3, updated_at = $4 WHERE order_pk = $1",
-        order_pk, status, error, now,
-    )  # fmt: skip
+        order_pk,
+        status,
+        error,
+        now,
+    )
 
 
 async def next_generation(tx: Connection, order_pk: int, now: datetime) -> int:
     generation = await tx.fetchval(
         "UPDATE bookings SET generation = generation + 1, status = 'pending', updated_at = $2"
         " WHERE order_pk = $1 RETURNING generation",
-        order_pk, now,
-    )  # fmt: skip
+        order_pk,
+        now,
+    )
     return int(generation or 0)

@@ -99,8 +99,12 @@ class CourierHttp:
         retryable = status >= 500 or status in _RETRYABLE_4XX
         text = error_text(reply, got) or reason
         log.debug("courier refused", extra={"provider": self.provider, "call": where, "status": status})
-        raise HttpError(f"{self.provider} HTTP {status}: {text}", status=status, permanent=not retryable,
-                        retry_after=retry_after(got.get("Retry-After")))  # fmt: skip
+        raise HttpError(
+            f"{self.provider} HTTP {status}: {text}",
+            status=status,
+            permanent=not retryable,
+            retry_after=retry_after(got.get("Retry-After")),
+        )
 
 
 class HttpProvider:
@@ -136,8 +140,10 @@ class HttpProvider:
             except CourierError as exc:
                 if not exc.permanent:
                     raise
-                log.info("old booking not cancellable, booking anew",
-                         extra={"provider": self.name, "order_pk": order.pk, "error": str(exc)})  # fmt: skip
+                log.info(
+                    "old booking not cancellable, booking anew",
+                    extra={"provider": self.name, "order_pk": order.pk, "error": str(exc)},
+                )
         return await self.book(order, generation)
 
     async def close(self) -> None:

@@ -188,12 +188,19 @@ class Inbox:
                 await tx.execute(
                     "INSERT INTO courier_inbox (provider, external_id, native_status, outcome, order_pk,"
                     " payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    provider, event.external_id, event.native_status, outcome, order_pk, payload, now,
-                )  # fmt: skip
+                    provider,
+                    event.external_id,
+                    event.native_status,
+                    outcome,
+                    order_pk,
+                    payload,
+                    now,
+                )
             self.metrics.courier_events.labels(provider, outcome).inc()
             if outcome in (UNKNOWN_ORDER, UNKNOWN_STATUS):
-                log.warning("%s callback %s for %s: %s", provider, event.native_status,
-                            event.external_id, outcome)  # fmt: skip
+                log.warning(
+                    "%s callback %s for %s: %s", provider, event.native_status, event.external_id, outcome
+                )
             outcomes.append(outcome)
         if Outcome.APPLIED.value in outcomes:
             self.store._notify()

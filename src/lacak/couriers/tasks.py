@@ -29,7 +29,9 @@ class _BookingTask:
         self.providers = providers
         self.max_attempts = deps.settings.couriers.book_attempts
 
-    async def call(self, provider_name: str, order: Order, external_id: str | None, generation: int) -> Booked:
+    async def call(
+        self, provider_name: str, order: Order, external_id: str | None, generation: int
+    ) -> Booked:
         raise NotImplementedError
 
     async def run(self, task: Task) -> None:
@@ -37,8 +39,12 @@ class _BookingTask:
         assert task.order_pk is not None
         order = await d.store.order_by_pk(task.order_pk)
         booking = await bookings.get(d.db, task.order_pk)
-        current = (order is not None and booking is not None and order.state == State.FINDING_DRIVER
-                   and booking.generation == task.payload.get("generation"))  # fmt: skip
+        current = (
+            order is not None
+            and booking is not None
+            and order.state == State.FINDING_DRIVER
+            and booking.generation == task.payload.get("generation")
+        )
         if not current:
             await self._finish(task)  # superseded: cancelled, re-booked, or moved on
             return
@@ -64,7 +70,9 @@ class _BookingTask:
                 await _set_live_url(tx, order.pk, booked.live_tracking_url, now)
             for f in booked.follow_up:
                 due = now + _seconds(f.delay)
-                await jobs.enqueue(tx, f.kind, order.pk, due, {**f.payload, "generation": booking.generation}, now)
+                await jobs.enqueue(
+                    tx, f.kind, order.pk, due, {**f.payload, "generation": booking.generation}, now
+                )
             await jobs.complete(tx, task, now)
 
     async def _finish(self, task: Task) -> None:
@@ -79,8 +87,12 @@ class _BookingTask:
         async with d.db.transaction() as tx:
             await bookings.set_status(tx, task.order_pk, "failed", error[:2000], now)
             if order is not None and order.state == State.FINDING_DRIVER:
-                update = Update(state=State.NO_DRIVER, source=Source.COURIER, occurred_at=now,
-                                reason=f"courier booking failed: {error}"[:500])  # fmt: skip
+                update = Update(
+                    state=State.NO_DRIVER,
+                    source=Source.COURIER,
+                    occurred_at=now,
+                    reason=f"courier booking failed: {error}"[:500],
+                )
                 await d.store.transition_in(tx, "id = $1", (task.order_pk,), update, now)
             await jobs.complete(tx, task, now)
         d.store._notify()
@@ -89,14 +101,18 @@ class _BookingTask:
 class BookTask(_BookingTask):
     kind = BOOK
 
-    async def call(self, provider_name: str, order: Order, external_id: str | None, generation: int) -> Booked:
+    async def call(
+        self, provider_name: str, order: Order, external_id: str | None, generation: int
+    ) -> Booked:
         return await self.providers.get(provider_name).book(order, generation)
 
 
 class RedriveTask(_BookingTask):
     kind = REDRIVE
 
-    async def call(self, provider_name: str, order: Order, external_id: str | None, generation: int) -> Booked:
+    async def call(
+        self, provider_name: str, order: Order, external_id: str | None, generation: int
+    ) -> Booked:
         return await self.providers.get(provider_name).find_new_driver(order, external_id, generation)
 
 
@@ -134,8 +150,10 @@ async def _set_live_url(tx: Connection, order_pk: int, url: str, now: datetime) 
     await tx.execute(
         "UPDATE orders SET live_tracking_url = $2, updated_at = $3 WHERE id = $1"
         " AND live_tracking_url IS DISTINCT FROM $2",
-        order_pk, url, now,
-    )  # fmt: skip
+        order_pk,
+        url,
+        now,
+    )
 
 
 def _seconds(value: float) -> timedelta:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 
 from lacak.couriers.deps import CourierDeps
 from lacak.couriers.effects import CourierEffects
@@ -31,8 +31,12 @@ class Couriers:
         deps = CourierDeps(settings=settings, db=db, store=store, clock=utcnow)
         store.effects.append(CourierEffects(settings.couriers))
         providers = Providers(deps)
-        handlers: list[Handler] = [BookTask(deps, providers), RedriveTask(deps, providers), CancelTask(deps, providers),
-                    *providers.extra_handlers()]  # fmt: skip
+        handlers: list[Handler] = [
+            BookTask(deps, providers),
+            RedriveTask(deps, providers),
+            CancelTask(deps, providers),
+            *providers.extra_handlers(),
+        ]
         runner = Runner(db, handlers, utcnow, lease=timedelta(seconds=settings.task_lease))
         store.listeners.append(runner.wake)
         return cls(deps, providers, runner)

@@ -115,10 +115,12 @@ class Drivers:
         """First driver wins: the assignment row and the state change commit together."""
         pk, now = order_pk(ref), self.clock()
         update = Update(
-            state=State.DRIVER_ASSIGNED, source=Source.DRIVER, occurred_at=now,
+            state=State.DRIVER_ASSIGNED,
+            source=Source.DRIVER,
+            occurred_at=now,
             driver=Driver(driver.name, driver.phone, driver.photo),
             tracking_code=tracking_code(pk, driver.id),
-        )  # fmt: skip
+        )
         async with self.db.transaction() as tx:
             # The row lock orders concurrent accepts: the second sees the first one's state.
             state = await store.lock_fleet_order(tx, pk)
@@ -149,8 +151,13 @@ class Drivers:
         pk, now = order_pk(ref), self.clock()
         target = _reportable(status)
         note = validation.text(note or "", "note", required=False) or None
-        update = Update(state=target, source=Source.DRIVER, occurred_at=now, note=note,
-                        reason=note if target == State.FAILED else None)  # fmt: skip
+        update = Update(
+            state=target,
+            source=Source.DRIVER,
+            occurred_at=now,
+            note=note,
+            reason=note if target == State.FAILED else None,
+        )
 
         def guard(order: Order) -> None:
             if lifecycle.judge(order, target) in (Outcome.STALE, Outcome.REFUSED):
@@ -221,10 +228,14 @@ def _points(raw: list[PointIn], now: datetime) -> list[Point]:
         base = f"points.{i}"
         if p.accuracy is not None and p.accuracy < 0:
             raise ValidationError(f"The {base}.accuracy field must be at least 0.", f"{base}.accuracy")
-        out.append(Point(validation.coordinate(p.lat, f"{base}.lat", 90),
-                         validation.coordinate(p.long, f"{base}.long", 180),
-                         _instant(p.at, f"{base}.at", now),
-                         None if p.accuracy is None else float(p.accuracy)))  # fmt: skip
+        out.append(
+            Point(
+                validation.coordinate(p.lat, f"{base}.lat", 90),
+                validation.coordinate(p.long, f"{base}.long", 180),
+                _instant(p.at, f"{base}.at", now),
+                None if p.accuracy is None else float(p.accuracy),
+            )
+        )
     return sorted(out, key=lambda p: p.at)
 
 

@@ -4,7 +4,7 @@ Each function runs on a connection the caller holds (inside its transaction) or 
 database for plain reads; the service decides what goes into one transaction.
 """
 
-# ruff: noqa: S608  # SQL text is assembled only from module constants; values are bound parameters.
+# SQL text is assembled only from module constants; values are bound parameters.
 
 from __future__ import annotations
 
@@ -27,9 +27,17 @@ def _driver(row: Row) -> DriverAccount:
     created = as_dt(created_at)
     assert created is not None
     return DriverAccount(
-        id=id_, name=name, phone=phone, plate=plate, photo=photo, lat=lat, long=long,
-        position_at=as_dt(position_at), created_at=created, revoked_at=as_dt(revoked_at),
-    )  # fmt: skip
+        id=id_,
+        name=name,
+        phone=phone,
+        plate=plate,
+        photo=photo,
+        lat=lat,
+        long=long,
+        position_at=as_dt(position_at),
+        created_at=created,
+        revoked_at=as_dt(revoked_at),
+    )
 
 
 # -- accounts -------------------------------------------------------------------------------
@@ -41,8 +49,13 @@ async def create(
     row = await tx.fetchrow(
         "INSERT INTO drivers (name, phone, plate, photo, token_hash, created_at)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-        name, phone, plate, photo, digest, now,
-    )  # fmt: skip
+        name,
+        phone,
+        plate,
+        photo,
+        digest,
+        now,
+    )
     assert row is not None
     return _driver(row)
 
@@ -68,8 +81,9 @@ async def listing(db: Reader) -> list[tuple[DriverAccount, int]]:
 async def revoke(tx: Connection, driver_id: int, now: datetime) -> DriverAccount | None:
     row = await tx.fetchrow(
         f"UPDATE drivers SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {_COLUMNS}",
-        driver_id, now,
-    )  # fmt: skip
+        driver_id,
+        now,
+    )
     return None if row is None else _driver(row)
 
 
@@ -78,8 +92,11 @@ async def move(tx: Connection, driver_id: int, lat: float, long: float, at: date
     await tx.execute(
         "UPDATE drivers SET lat = $2, long = $3, position_at = $4"
         " WHERE id = $1 AND (position_at IS NULL OR position_at <= $4)",
-        driver_id, lat, long, at,
-    )  # fmt: skip
+        driver_id,
+        lat,
+        long,
+        at,
+    )
 
 
 # -- orders as drivers see them -------------------------------------------------------------
@@ -97,8 +114,11 @@ async def open_orders(db: Reader, lat: float, long: float, squeeze: float, limit
         f"SELECT {ORDER_COLUMNS} FROM orders WHERE state = 'finding_driver' AND {_FLEET}"
         " ORDER BY (origin_lat - $1) * (origin_lat - $1) + (origin_long - $2) * (origin_long - $2) * $3, id"
         " LIMIT $4",
-        lat, long, squeeze, limit,
-    )  # fmt: skip
+        lat,
+        long,
+        squeeze,
+        limit,
+    )
     return [order_from_row(r) for r in rows]
 
 
@@ -136,8 +156,10 @@ async def assign(tx: Connection, order_pk: int, driver_id: int, now: datetime) -
     taken = await tx.fetchval(
         "INSERT INTO assignments (order_pk, driver_id, assigned_at) VALUES ($1, $2, $3)"
         " ON CONFLICT (order_pk) DO NOTHING RETURNING order_pk",
-        order_pk, driver_id, now,
-    )  # fmt: skip
+        order_pk,
+        driver_id,
+        now,
+    )
     return taken is not None
 
 

@@ -110,9 +110,14 @@ async def get_order(request: Request, s: Services) -> Response:
     merchant_id = await _merchant_id(s, request.query_params.get("merchant"))
     order = await s.orders.locate(request.path_params["order_id"], merchant_id)
     history = await s.store.history(order.pk)
-    return ok({"merchant_id": order.merchant_id, "seq": order.seq,
-               "tracking": render.tracking(order),
-               "history": msgspec.to_builtins(history)})  # fmt: skip
+    return ok(
+        {
+            "merchant_id": order.merchant_id,
+            "seq": order.seq,
+            "tracking": render.tracking(order),
+            "history": msgspec.to_builtins(history),
+        }
+    )
 
 
 async def advance_order(request: Request, s: Services) -> Response:
@@ -127,11 +132,22 @@ async def advance_order(request: Request, s: Services) -> Response:
     driver = None
     if req.driver_name or req.driver_phone or req.driver_photo:
         driver = Driver(req.driver_name, req.driver_phone, req.driver_photo)
-    decision = await s.orders.advance(order.merchant_id, order.order_id, state, driver=driver,
-                                      tracking_code=req.tracking_code, reason=req.reason,
-                                      note=req.note)  # fmt: skip
-    return ok({"outcome": decision.outcome.value, "seq": decision.order.seq,
-               "tracking": render.tracking(decision.order)})  # fmt: skip
+    decision = await s.orders.advance(
+        order.merchant_id,
+        order.order_id,
+        state,
+        driver=driver,
+        tracking_code=req.tracking_code,
+        reason=req.reason,
+        note=req.note,
+    )
+    return ok(
+        {
+            "outcome": decision.outcome.value,
+            "seq": decision.order.seq,
+            "tracking": render.tracking(decision.order),
+        }
+    )
 
 
 async def mark_paid(request: Request, s: Services) -> Response:

@@ -50,8 +50,14 @@ def create_app(settings: Settings) -> Starlette:
                     access_log.flush()
 
     app = Starlette(
-        routes=[*mitra.routes(), *admin.routes(), *driver.routes(), *couriers.routes(), *avatars.routes(),
-                *ops.routes()],  # fmt: skip
+        routes=[
+            *mitra.routes(),
+            *admin.routes(),
+            *driver.routes(),
+            *couriers.routes(),
+            *avatars.routes(),
+            *ops.routes(),
+        ],
         lifespan=lifespan,
         middleware=[Middleware(Observe, metrics=metrics, access_log=access_log)],
         exception_handlers={HTTPException: _http_exception, Exception: _unhandled},

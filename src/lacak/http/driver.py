@@ -85,8 +85,13 @@ def _integer(request: Request, name: str) -> int | None:
 
 
 def _place(p: Place, contacts: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": p.name, "address": p.address, "address_note": p.address_note,
-                           "lat": p.lat, "long": p.long}  # fmt: skip
+    out: dict[str, Any] = {
+        "name": p.name,
+        "address": p.address,
+        "address_note": p.address_note,
+        "lat": p.lat,
+        "long": p.long,
+    }
     if contacts:
         out["phone"] = p.phone
     return out
@@ -117,8 +122,9 @@ def order_view(o: Order, *, contacts: bool = True) -> dict[str, Any]:
 
 async def available(request: Request, driver: DriverAccount, drivers: Drivers) -> Response:
     """Open fleet orders, nearest pickup first (to lat/long, else the driver's last position)."""
-    found = await drivers.available(driver, _number(request, "lat"), _number(request, "long"),
-                                    _integer(request, "limit"))  # fmt: skip
+    found = await drivers.available(
+        driver, _number(request, "lat"), _number(request, "long"), _integer(request, "limit")
+    )
     orders = [{**order_view(o, contacts=False), "distance_km": round(km, 3)} for o, km in found]
     return ok({"orders": orders})
 
@@ -144,8 +150,13 @@ async def location(request: Request, driver: DriverAccount, drivers: Drivers) ->
     """A batch of positions: the newest is the live one, all join the carried orders' trails."""
     req = await body.decode(request, LocationRequest)
     done = await drivers.locate(driver, req)
-    return ok({"points": done.points, "position": {"lat": done.lat, "long": done.long, "at": wire(done.at)},
-               "orders": done.orders})  # fmt: skip
+    return ok(
+        {
+            "points": done.points,
+            "position": {"lat": done.lat, "long": done.long, "at": wire(done.at)},
+            "orders": done.orders,
+        }
+    )
 
 
 def routes() -> list[Route]:

@@ -33,8 +33,14 @@ def body(status: bool, text: str, code: int | None, method: str | None, result: 
     return _encode({"status": status, "text": text, "code": code, "method": method, "result": result})
 
 
-def ok(result: Any, *, text: str = "success", code: int | None = 0, method: str | None = None,
-       headers: dict[str, str] | None = None) -> Response:  # fmt: skip
+def ok(
+    result: Any,
+    *,
+    text: str = "success",
+    code: int | None = 0,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     return Response(body(True, text, code, method, result), 200, headers, JSON)
 
 

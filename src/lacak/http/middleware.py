@@ -65,7 +65,13 @@ class Observe:
             histogram.observe(elapsed)
             if self.access_log is not None:
                 self.access_log.write(
-                    {"request_id": rid, "method": scope["method"], "path": scope["path"], "route": label,
-                     "status": status, "duration_ms": round(elapsed * 1000, 3)}
-                )  # fmt: skip
+                    {
+                        "request_id": rid,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": label,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    }
+                )
             request_id.reset(token)

@@ -38,13 +38,15 @@ async def openapi(request: Request) -> Response:
 async def docs(request: Request) -> Response:
     """A self-contained page (no CDN): every operation with its request and response shapes."""
     doc = document()
-    parts = [f"<h1>{html.escape(doc['info']['title'])} {html.escape(doc['info']['version'])}</h1>",
-             f"<p>{html.escape(doc['info']['description'])}</p>",
-             '<p><a href="/openapi.json">openapi.json</a></p>']  # fmt: skip
+    parts = [
+        f"<h1>{html.escape(doc['info']['title'])} {html.escape(doc['info']['version'])}</h1>",
+        f"<p>{html.escape(doc['info']['description'])}</p>",
+        '<p><a href="/openapi.json">openapi.json</a></p>',
+    ]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             parts.append(
-                f'<section><h2><code>{method.upper()} {html.escape(path)}</code></h2>'
+                f"<section><h2><code>{method.upper()} {html.escape(path)}</code></h2>"
                 f"<p>{html.escape(op.get('summary', ''))}</p>"
                 f"<p>{html.escape(op.get('description', ''))}</p>"
                 f"<details><summary>details</summary><pre>{html.escape(json.dumps(op, indent=2))}</pre>"

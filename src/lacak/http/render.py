@@ -114,8 +114,7 @@ def _lat_long(p: Place) -> dict[str, Any]:
 
 
 def _latitude(p: Place) -> dict[str, Any]:
-    return {"name": p.name, "address": p.address, "phone": p.phone, "latitude": p.lat,
-            "longitude": p.long}  # fmt: skip
+    return {"name": p.name, "address": p.address, "phone": p.phone, "latitude": p.lat, "longitude": p.long}
 
 
 def void(payment: Payment, order: Order) -> dict[str, Any]:

@@ -29,9 +29,14 @@ class LeaseLost(Exception):
 def task_from_row(row: Row) -> Task:
     id_, kind, order_pk, due_at, lease_until, attempts, payload = row
     return Task(
-        id=id_, kind=kind, order_pk=order_pk, due_at=_when(due_at), lease_until=_when(lease_until),
-        attempts=attempts, payload=_decode(payload),
-    )  # fmt: skip
+        id=id_,
+        kind=kind,
+        order_pk=order_pk,
+        due_at=_when(due_at),
+        lease_until=_when(lease_until),
+        attempts=attempts,
+        payload=_decode(payload),
+    )
 
 
 def _when(value: datetime | str) -> datetime:
@@ -45,8 +50,12 @@ async def enqueue(
 ) -> None:
     await tx.execute(
         "INSERT INTO tasks (kind, order_pk, due_at, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-        kind, order_pk, due_at, msgspec.json.encode(payload).decode(), now,
-    )  # fmt: skip
+        kind,
+        order_pk,
+        due_at,
+        msgspec.json.encode(payload).decode(),
+        now,
+    )
 
 
 async def claim(
@@ -59,18 +68,22 @@ async def claim(
             f" SELECT id FROM tasks WHERE done_at IS NULL AND due_at <= $1"
             f" AND (lease_until IS NULL OR lease_until < $1) AND kind IN ({marks})"
             f" ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}",
-            now, now + lease, limit, *kinds,
-        )  # fmt: skip
+            now,
+            now + lease,
+            limit,
+            *kinds,
+        )
     return sorted((task_from_row(r) for r in rows), key=lambda t: t.due_at)
 
 
 async def complete(tx: Connection, task: Task, now: datetime) -> None:
     """Mark done inside the caller's transaction, or raise LeaseLost (caller rolls back)."""
     done = await tx.fetchval(
-        "UPDATE tasks SET done_at = $3 WHERE id = $1 AND lease_until = $2 AND done_at IS NULL"
-        " RETURNING id",
-        task.id, task.lease_until, now,
-    )  # fmt: skip
+        "UPDATE tasks SET done_at = $3 WHERE id = $1 AND lease_until = $2 AND done_at IS NULL RETURNING id",
+        task.id,
+        task.lease_until,
+        now,
+    )
     if done is None:
         raise LeaseLost(f"task {task.id} lease lost")
 
@@ -80,8 +93,11 @@ async def retry(db: Database, task: Task, due_at: datetime, error: str) -> None:
         await tx.execute(
             "UPDATE tasks SET due_at = $3, lease_until = NULL, last_error = $4"
             " WHERE id = $1 AND lease_until = $2 AND done_at IS NULL",
-            task.id, task.lease_until, due_at, error[:2000],
-        )  # fmt: skip
+            task.id,
+            task.lease_until,
+            due_at,
+            error[:2000],
+        )
 
 
 async def next_due(db: Database, kinds: Sequence[str]) -> datetime | None:

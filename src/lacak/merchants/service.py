@@ -43,9 +43,7 @@ class KeyCache:
 
 
 class Merchants:
-    def __init__(
-        self, store: Store, box: SecretBox, clock: Callable[[], datetime], cache_ttl: float
-    ) -> None:
+    def __init__(self, store: Store, box: SecretBox, clock: Callable[[], datetime], cache_ttl: float) -> None:
         self.store = store
         self.box = box
         self.clock = clock

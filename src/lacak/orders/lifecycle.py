@@ -155,9 +155,7 @@ def apply(order: Order, update: Update) -> Order:
     return msgspec.structs.replace(order, **changes)
 
 
-def _event(
-    before: Order, after: Order, update: Update, outcome: Outcome, now: datetime
-) -> HistoryEvent:
+def _event(before: Order, after: Order, update: Update, outcome: Outcome, now: datetime) -> HistoryEvent:
     return HistoryEvent(
         order_pk=before.pk,
         seq=after.seq,

@@ -66,17 +66,23 @@ class Orders:
             quotes = []
             for service_type in self.tariff.rates.get(service, {}):
                 try:
-                    q = quote(self.tariff, service, service_type, req.vehicle,
-                              (req.origin.lat, req.origin.long),
-                              (req.destination.lat, req.destination.long))  # fmt: skip
+                    q = quote(
+                        self.tariff,
+                        service,
+                        service_type,
+                        req.vehicle,
+                        (req.origin.lat, req.origin.long),
+                        (req.destination.lat, req.destination.long),
+                    )
                 except DistanceTooFar:
                     q = None  # too far for this service: left out of the list
                 if q is not None:
                     quotes.append(q)
             if quotes:
                 tiers = self.tariff.insurances.get(service, [])
-                out.append(ServiceQuotes(service, quotes,
-                                         [(t.type, insurance_value(t, item_price)) for t in tiers]))  # fmt: skip
+                out.append(
+                    ServiceQuotes(service, quotes, [(t.type, insurance_value(t, item_price)) for t in tiers])
+                )
         return out
 
     # -- writes ---------------------------------------------------------------------------
@@ -91,14 +97,21 @@ class Orders:
         amount = sum(d.total_price for d in drafts)
         paid = not merchant.prepaid
         payment = Payment(
-            pk=0, merchant_id=merchant.id, payment_id=f"PID-{int(now.timestamp())}", amount=amount,
-            status_code=PAID if paid else UNPAID, pay_time=now if paid else None, created_at=now,
-        )  # fmt: skip
+            pk=0,
+            merchant_id=merchant.id,
+            payment_id=f"PID-{int(now.timestamp())}",
+            amount=amount,
+            status_code=PAID if paid else UNPAID,
+            pay_time=now if paid else None,
+            created_at=now,
+        )
         # Concurrent creations may race for the same generated id; the unique index catches
         # it and a fresh attempt picks the next free number.
         for attempt in range(3):
             try:
-                saved, orders = await self.store.create_orders(merchant, req.order_prefix, drafts, payment, now)
+                saved, orders = await self.store.create_orders(
+                    merchant, req.order_prefix, drafts, payment, now
+                )
             except UniqueViolation:
                 if attempt == 2:
                     raise
@@ -110,35 +123,51 @@ class Orders:
     def _draft(
         self, merchant: Merchant, req: PickupRequest, service: str, pkg: Package, i: int, now: datetime
     ) -> Order:
-        q = quote(self.tariff, service, req.service_type, req.vehicle,
-                  (pkg.origin_lat, pkg.origin_long), (pkg.destination_lat, pkg.destination_long))  # fmt: skip
+        q = quote(
+            self.tariff,
+            service,
+            req.service_type,
+            req.vehicle,
+            (pkg.origin_lat, pkg.origin_long),
+            (pkg.destination_lat, pkg.destination_long),
+        )
         assert q is not None  # the rate's existence was checked by the caller
         if int(pkg.shipping_price) != q.shipping_cost:
             field = f"packages.{i}.shipping_price"
-            raise ValidationError(
-                f"The {field} does not match the current price ({q.shipping_cost}).", field
-            )
+            raise ValidationError(f"The {field} does not match the current price ({q.shipping_cost}).", field)
         return Order(
-            pk=0, merchant_id=merchant.id, order_id=pkg.order_id or "", payment_pk=0,
-            service=service, service_type=req.service_type, vehicle=req.vehicle,
-            state=State.CREATED, seq=1,
-            origin=_place(pkg, "origin"), destination=_place(pkg, "destination"),
-            item_name=pkg.item.name.strip(), item_description=pkg.item.description.strip(),
+            pk=0,
+            merchant_id=merchant.id,
+            order_id=pkg.order_id or "",
+            payment_pk=0,
+            service=service,
+            service_type=req.service_type,
+            vehicle=req.vehicle,
+            state=State.CREATED,
+            seq=1,
+            origin=_place(pkg, "origin"),
+            destination=_place(pkg, "destination"),
+            item_name=pkg.item.name.strip(),
+            item_description=pkg.item.description.strip(),
             item_price=int(pkg.item.price),
             item_weight=validation.weight_grams(pkg.item, f"packages.{i}.item"),
-            shipping_cost=q.shipping_cost, insurance=None, admin_fee=q.admin_fee,
+            shipping_cost=q.shipping_cost,
+            insurance=None,
+            admin_fee=q.admin_fee,
             total_price=q.total_price,
             poly_line=city_route(pkg.origin_lat, pkg.origin_long, pkg.destination_lat, pkg.destination_long),
-            created_at=now, updated_at=now,
-        )  # fmt: skip
+            created_at=now,
+            updated_at=now,
+        )
 
     async def void(self, merchant: Merchant, order_id: str) -> tuple[Payment, Order]:
         def guard(order: Order) -> None:
             if order.state not in lifecycle.VOIDABLE:
                 raise InvalidOrder()
 
-        decision = await self._move(merchant.id, order_id, State.CANCELLED, guard,
-                                    reason="Cancelled by merchant")  # fmt: skip
+        decision = await self._move(
+            merchant.id, order_id, State.CANCELLED, guard, reason="Cancelled by merchant"
+        )
         return await self.store.payment_for(decision.order), decision.order
 
     async def find_new_driver(self, merchant: Merchant, order_id: str) -> Order:
@@ -149,8 +178,9 @@ class Orders:
         if not validation.valid_order_id(order_id):
             raise InvalidOrder()
         try:
-            decision = await self._move(merchant.id, order_id, State.FINDING_DRIVER, guard,
-                                        note="find-new-driver")  # fmt: skip
+            decision = await self._move(
+                merchant.id, order_id, State.FINDING_DRIVER, guard, note="find-new-driver"
+            )
         except NotFound:
             raise InvalidOrder() from None
         return decision.order
@@ -186,16 +216,26 @@ class Orders:
         note: str | None = None,
     ) -> lifecycle.Decision:
         now = self.clock()
-        update = Update(state=state, source=Source.OPERATOR, occurred_at=now, driver=driver,
-                        tracking_code=tracking_code, reason=reason, note=note)  # fmt: skip
+        update = Update(
+            state=state,
+            source=Source.OPERATOR,
+            occurred_at=now,
+            driver=driver,
+            tracking_code=tracking_code,
+            reason=reason,
+            note=note,
+        )
         decision = await self.store.transition(merchant_id, order_id, update, now)
         self.metrics.state_changes.labels(state.value, decision.outcome.value).inc()
         return decision
 
     async def locate(self, order_id: str, merchant_id: int | None = None) -> Order:
         """An order by id for the operator, who may have to name the merchant."""
-        found = [o for o in await self.store.find_orders(order_id)
-                 if merchant_id is None or o.merchant_id == merchant_id]  # fmt: skip
+        found = [
+            o
+            for o in await self.store.find_orders(order_id)
+            if merchant_id is None or o.merchant_id == merchant_id
+        ]
         if not found:
             raise NotFound()
         if len(found) > 1:

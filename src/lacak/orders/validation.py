@@ -111,8 +111,12 @@ def check_package(pkg: Package, i: int) -> None:
         coordinate(getattr(pkg, f"{side}_lat"), f"{base}.{side}_lat", 90)
         coordinate(getattr(pkg, f"{side}_long"), f"{base}.{side}_long", 180)
         text(getattr(pkg, f"{side}_address"), f"{base}.{side}_address", limit=MAX_ADDRESS)
-        text(getattr(pkg, f"{side}_address_note"), f"{base}.{side}_address_note",
-             required=False, limit=MAX_ADDRESS)  # fmt: skip
+        text(
+            getattr(pkg, f"{side}_address_note"),
+            f"{base}.{side}_address_note",
+            required=False,
+            limit=MAX_ADDRESS,
+        )
     money(pkg.shipping_price, f"{base}.shipping_price")
     text(pkg.item.name, f"{base}.item.name")
     text(pkg.item.description, f"{base}.item.description", required=False, limit=MAX_ADDRESS)
@@ -128,9 +132,7 @@ def check_pickup(req: PickupRequest) -> None:
     if not req.packages:
         raise ValidationError("The packages field is required.", "packages")
     if len(req.packages) > MAX_PACKAGES:
-        raise ValidationError(
-            f"The packages field must not have more than {MAX_PACKAGES} items.", "packages"
-        )
+        raise ValidationError(f"The packages field must not have more than {MAX_PACKAGES} items.", "packages")
     needs_prefix = any(p.order_id is None for p in req.packages)
     if needs_prefix and not req.order_prefix:
         raise ValidationError("The order_prefix field is required.", "order_prefix")

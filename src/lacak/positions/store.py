@@ -33,8 +33,11 @@ async def add(tx: Connection, order_pk: int, points: Sequence[Point], source: st
         "INSERT INTO live_positions (order_pk, lat, long, at) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (order_pk) DO UPDATE SET lat = excluded.lat, long = excluded.long, at = excluded.at"
         " WHERE live_positions.at <= excluded.at",
-        order_pk, newest.lat, newest.long, newest.at,
-    )  # fmt: skip
+        order_pk,
+        newest.lat,
+        newest.long,
+        newest.at,
+    )
 
 
 async def prune(tx: Connection, order_pk: int, keep: int = TRAIL_LIMIT) -> None:
@@ -57,8 +60,9 @@ async def live(db: Database, order_pk: int) -> Point | None:
 async def trail(db: Database, order_pk: int, limit: int = TRAIL_LIMIT) -> list[Point]:
     rows = await db.fetch(
         "SELECT lat, long, at, accuracy FROM positions WHERE order_pk = $1 ORDER BY id DESC LIMIT $2",
-        order_pk, limit,
-    )  # fmt: skip
+        order_pk,
+        limit,
+    )
     points = []
     for lat, long, at, accuracy in reversed(rows):
         when = as_dt(at)

@@ -10,8 +10,12 @@ import asyncpg
 
 from lacak.errors import DatabaseUnavailable, StorageError, UniqueViolation
 
-_UNAVAILABLE = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-                asyncpg.InterfaceError)
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+)
 
 
 def _translate(exc: Exception) -> StorageError:

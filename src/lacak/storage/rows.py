@@ -50,13 +50,50 @@ _STATES = State._value2member_map_
 def order_from_row(row: Row) -> Order:
     # Positional unpacking (in ORDER_COLUMNS order): this runs on every tracking lookup, and
     # by-name access on sqlite3.Row costs more than the query itself.
-    (pk, merchant_id, order_id, payment_pk, service, service_type, vehicle, state, hold, seq,
-     o_name, o_phone, o_address, o_note, o_lat, o_long,
-     d_name, d_phone, d_address, d_note, d_lat, d_long,
-     item_name, item_description, item_price, item_weight, shipping_cost, insurance, admin_fee,
-     total_price, tracking_code, driver_name, driver_phone, driver_photo, cancel_description,
-     live_tracking_url, poly_line, created_at, allocated_at, finished_at, canceled_at,
-     updated_at) = row  # fmt: skip
+    (
+        pk,
+        merchant_id,
+        order_id,
+        payment_pk,
+        service,
+        service_type,
+        vehicle,
+        state,
+        hold,
+        seq,
+        o_name,
+        o_phone,
+        o_address,
+        o_note,
+        o_lat,
+        o_long,
+        d_name,
+        d_phone,
+        d_address,
+        d_note,
+        d_lat,
+        d_long,
+        item_name,
+        item_description,
+        item_price,
+        item_weight,
+        shipping_cost,
+        insurance,
+        admin_fee,
+        total_price,
+        tracking_code,
+        driver_name,
+        driver_phone,
+        driver_photo,
+        cancel_description,
+        live_tracking_url,
+        poly_line,
+        created_at,
+        allocated_at,
+        finished_at,
+        canceled_at,
+        updated_at,
+    ) = row
     return Order(
         pk=pk,
         merchant_id=merchant_id,
@@ -94,15 +131,38 @@ def order_from_row(row: Row) -> Order:
 def order_values(o: Order) -> tuple[Any, ...]:
     """Values for ORDER_COLUMNS minus `id`, in order."""
     return (
-        o.merchant_id, o.order_id, o.payment_pk, o.service, o.service_type, o.vehicle,
-        o.state.value, o.hold_from.value if o.hold_from else None, o.seq,
+        o.merchant_id,
+        o.order_id,
+        o.payment_pk,
+        o.service,
+        o.service_type,
+        o.vehicle,
+        o.state.value,
+        o.hold_from.value if o.hold_from else None,
+        o.seq,
         *(getattr(o.origin, f) for f in _PLACE),
         *(getattr(o.destination, f) for f in _PLACE),
-        o.item_name, o.item_description, o.item_price, o.item_weight, o.shipping_cost,
-        o.insurance, o.admin_fee, o.total_price, o.tracking_code, o.driver.name,
-        o.driver.phone, o.driver.photo, o.cancel_description, o.live_tracking_url,
-        o.poly_line, o.created_at, o.allocated_at, o.finished_at, o.canceled_at, o.updated_at,
-    )  # fmt: skip
+        o.item_name,
+        o.item_description,
+        o.item_price,
+        o.item_weight,
+        o.shipping_cost,
+        o.insurance,
+        o.admin_fee,
+        o.total_price,
+        o.tracking_code,
+        o.driver.name,
+        o.driver.phone,
+        o.driver.photo,
+        o.cancel_description,
+        o.live_tracking_url,
+        o.poly_line,
+        o.created_at,
+        o.allocated_at,
+        o.finished_at,
+        o.canceled_at,
+        o.updated_at,
+    )
 
 
 PAYMENT_COLUMNS = "id, merchant_id, payment_id, amount, status_code, qr_content, pay_time, created_at"
@@ -143,10 +203,21 @@ EVENT_COLUMNS = (
 
 def event_values(e: HistoryEvent) -> tuple[Any, ...]:
     return (
-        e.order_pk, e.seq, e.state.value, e.from_state.value if e.from_state else None,
-        e.outcome.value, e.source.value, e.native_code, e.native_text, e.dedupe_key, e.lat,
-        e.long, e.note, e.occurred_at, e.recorded_at,
-    )  # fmt: skip
+        e.order_pk,
+        e.seq,
+        e.state.value,
+        e.from_state.value if e.from_state else None,
+        e.outcome.value,
+        e.source.value,
+        e.native_code,
+        e.native_text,
+        e.dedupe_key,
+        e.lat,
+        e.long,
+        e.note,
+        e.occurred_at,
+        e.recorded_at,
+    )
 
 
 def event_from_row(row: Row) -> HistoryEvent:

@@ -26,9 +26,7 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 @lru_cache(maxsize=512)
 def adapt(sql: str) -> str:
-    return _PLACEHOLDER.sub(r"?\1", sql).replace(" FOR UPDATE SKIP LOCKED", "").replace(
-        " FOR UPDATE", ""
-    )
+    return _PLACEHOLDER.sub(r"?\1", sql).replace(" FOR UPDATE SKIP LOCKED", "").replace(" FOR UPDATE", "")
 
 
 def _params(args: Sequence[Any]) -> tuple[Any, ...]:

@@ -98,8 +98,10 @@ class Store:
             row = await tx.fetchrow(
                 "INSERT INTO merchants (name, payment_mode, created_at) VALUES ($1, $2, $3)"
                 f" RETURNING {MERCHANT_COLUMNS}",
-                name, mode.value, now,
-            )  # fmt: skip
+                name,
+                mode.value,
+                now,
+            )
             assert row is not None
             merchant = merchant_from_row(row)
             await self._insert_key(tx, merchant.id, key_hash, key_enc, now)
@@ -110,8 +112,11 @@ class Store:
     ) -> None:
         await tx.execute(
             "INSERT INTO api_keys (merchant_id, key_hash, key_enc, created_at) VALUES ($1, $2, $3, $4)",
-            merchant_id, key_hash, key_enc, now,
-        )  # fmt: skip
+            merchant_id,
+            key_hash,
+            key_enc,
+            now,
+        )
 
     async def merchant_for_key(self, key_hash: str) -> tuple[Merchant, str] | None:
         row = await self.db.fetchrow(
@@ -124,13 +129,9 @@ class Store:
 
     async def find_merchant(self, ref: str) -> Merchant | None:
         if ref.isdigit():
-            row = await self.db.fetchrow(
-                f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", int(ref)
-            )
+            row = await self.db.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", int(ref))
         else:
-            row = await self.db.fetchrow(
-                f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE name = $1", ref
-            )
+            row = await self.db.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE name = $1", ref)
         return None if row is None else merchant_from_row(row)
 
     async def list_merchants(self) -> list[tuple[Merchant, int]]:
@@ -152,10 +153,10 @@ class Store:
 
     async def _revoke(self, tx: Connection, merchant_id: int, now: datetime) -> int:
         rows = await tx.fetch(
-            "UPDATE api_keys SET revoked_at = $2 WHERE merchant_id = $1 AND revoked_at IS NULL"
-            " RETURNING id",
-            merchant_id, now,
-        )  # fmt: skip
+            "UPDATE api_keys SET revoked_at = $2 WHERE merchant_id = $1 AND revoked_at IS NULL RETURNING id",
+            merchant_id,
+            now,
+        )
         return len(rows)
 
     async def active_key_enc(self, merchant_id: int) -> str | None:
@@ -172,17 +173,16 @@ class Store:
 
     async def set_payment_mode(self, merchant_id: int, mode: PaymentMode) -> None:
         async with self.db.transaction() as tx:
-            await tx.execute(
-                "UPDATE merchants SET payment_mode = $2 WHERE id = $1", merchant_id, mode.value
-            )
+            await tx.execute("UPDATE merchants SET payment_mode = $2 WHERE id = $1", merchant_id, mode.value)
 
     # -- orders: reads ------------------------------------------------------------------------
 
     async def get_order(self, merchant_id: int, order_id: str) -> Order | None:
         row = await self.db.fetchrow(
             f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND order_id = $2",
-            merchant_id, order_id,
-        )  # fmt: skip
+            merchant_id,
+            order_id,
+        )
         return None if row is None else order_from_row(row)
 
     async def find_orders(self, order_id: str) -> list[Order]:
@@ -203,13 +203,14 @@ class Store:
             " FROM deliveries WHERE order_pk = $1 ORDER BY id",
             order_pk,
         )
-        return [Delivery(**{k: r[k] for k in r.keys()}) for r in rows]
+        return [Delivery(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118  (sqlite3.Row iterates values)
 
     async def get_payment(self, merchant_id: int, payment_id: str) -> tuple[Payment, list[Order]]:
         row = await self.db.fetchrow(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND payment_id = $2",
-            merchant_id, payment_id,
-        )  # fmt: skip
+            merchant_id,
+            payment_id,
+        )
         if row is None:
             raise NotFound()
         payment = payment_from_row(row)
@@ -249,9 +250,14 @@ class Store:
             row = await tx.fetchrow(
                 "INSERT INTO payments (merchant_id, payment_id, amount, status_code, qr_content,"
                 f" pay_time, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PAYMENT_COLUMNS}",
-                merchant.id, pid, payment.amount, payment.status_code, payment.qr_content,
-                payment.pay_time, now,
-            )  # fmt: skip
+                merchant.id,
+                pid,
+                payment.amount,
+                payment.status_code,
+                payment.qr_content,
+                payment.pay_time,
+                now,
+            )
             assert row is not None
             saved_payment = payment_from_row(row)
             orders: list[Order] = []
@@ -267,8 +273,9 @@ class Store:
                     tx, msgspec.structs.replace(draft, order_id=order_id, payment_pk=saved_payment.pk)
                 )
                 if saved_payment.paid:
-                    update = Update(state=State.FINDING_DRIVER, source=Source.API, occurred_at=now,
-                                    note="paid")  # fmt: skip
+                    update = Update(
+                        state=State.FINDING_DRIVER, source=Source.API, occurred_at=now, note="paid"
+                    )
                     order = await self._decide_and_persist(tx, merchant, order, update, now)
                 orders.append(order)
         self._notify()
@@ -280,9 +287,7 @@ class Store:
         )
         return found is not None
 
-    async def _free_order_id(
-        self, tx: Connection, merchant_id: int, prefix: str, ms: int
-    ) -> tuple[str, int]:
+    async def _free_order_id(self, tx: Connection, merchant_id: int, prefix: str, ms: int) -> tuple[str, int]:
         while await self._order_exists(tx, merchant_id, f"{prefix}-{ms}"):
             ms += 1
         return f"{prefix}-{ms}", ms + 1
@@ -292,23 +297,28 @@ class Store:
         n = int(num)
         while await tx.fetchval(
             "SELECT 1 FROM payments WHERE merchant_id = $1 AND payment_id = $2",
-            merchant_id, f"{base}-{n}",
-        ):  # fmt: skip
+            merchant_id,
+            f"{base}-{n}",
+        ):
             n += 1
         return f"{base}-{n}"
 
     async def _insert_order(self, tx: Connection, draft: Order) -> Order:
         pk = await tx.fetchval(
-            f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({placeholders(_N_ORDER)})"
-            " RETURNING id",
+            f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({placeholders(_N_ORDER)}) RETURNING id",
             *order_values(draft),
         )
         order = msgspec.structs.replace(draft, pk=pk)
         created = HistoryEvent(
-            order_pk=pk, seq=order.seq, state=order.state, from_state=None,
-            outcome=Outcome.APPLIED, source=Source.API, occurred_at=order.created_at,
+            order_pk=pk,
+            seq=order.seq,
+            state=order.state,
+            from_state=None,
+            outcome=Outcome.APPLIED,
+            source=Source.API,
+            occurred_at=order.created_at,
             recorded_at=order.created_at,
-        )  # fmt: skip
+        )
         await self._insert_event(tx, created)
         return order
 
@@ -378,8 +388,9 @@ class Store:
         seen = bool(update.dedupe_key) and (
             await tx.fetchval(
                 "SELECT 1 FROM order_events WHERE order_pk = $1 AND dedupe_key = $2",
-                order.pk, update.dedupe_key,
-            )  # fmt: skip
+                order.pk,
+                update.dedupe_key,
+            )
             is not None
         )
         decision = lifecycle.decide(order, update, seen=seen, now=now)
@@ -408,11 +419,21 @@ class Store:
                 " driver_name = $6, driver_phone = $7, driver_photo = $8, cancel_description = $9,"
                 " live_tracking_url = $10, allocated_at = $11, finished_at = $12,"
                 " canceled_at = $13, updated_at = $14 WHERE id = $1",
-                after.pk, after.state.value, after.hold_from.value if after.hold_from else None,
-                after.seq, after.tracking_code, after.driver.name, after.driver.phone,
-                after.driver.photo, after.cancel_description, after.live_tracking_url,
-                after.allocated_at, after.finished_at, after.canceled_at, after.updated_at,
-            )  # fmt: skip
+                after.pk,
+                after.state.value,
+                after.hold_from.value if after.hold_from else None,
+                after.seq,
+                after.tracking_code,
+                after.driver.name,
+                after.driver.phone,
+                after.driver.photo,
+                after.cancel_description,
+                after.live_tracking_url,
+                after.allocated_at,
+                after.finished_at,
+                after.canceled_at,
+                after.updated_at,
+            )
             await self._insert_event(tx, decision.event)
             await self._enqueue(tx, merchant, after, now)
             change = Change(merchant, before, after, decision.event, now)
@@ -428,17 +449,25 @@ class Store:
         await tx.execute(
             "INSERT INTO deliveries (event_id, merchant_id, order_pk, seq, state, status, payload,"
             " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            new_event_id(), merchant.id, order.pk, order.seq, order.state.value, status,
-            msgspec.json.encode(order).decode(), now, now,
-        )  # fmt: skip
+            new_event_id(),
+            merchant.id,
+            order.pk,
+            order.seq,
+            order.state.value,
+            status,
+            msgspec.json.encode(order).decode(),
+            now,
+            now,
+        )
 
     async def mark_payment_paid(self, merchant_id: int, payment_id: str, now: datetime) -> Payment:
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
                 f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND payment_id = $2"
                 " FOR UPDATE",
-                merchant_id, payment_id,
-            )  # fmt: skip
+                merchant_id,
+                payment_id,
+            )
             if row is None:
                 raise NotFound()
             payment = payment_from_row(row)
@@ -446,8 +475,10 @@ class Store:
                 return payment
             await tx.execute(
                 "UPDATE payments SET status_code = $2, pay_time = $3 WHERE id = $1",
-                payment.pk, PAID, now,
-            )  # fmt: skip
+                payment.pk,
+                PAID,
+                now,
+            )
             merchant = await self._merchant(tx, merchant_id)
             rows = await tx.fetch(
                 f"SELECT {ORDER_COLUMNS} FROM orders WHERE payment_pk = $1 ORDER BY id FOR UPDATE",
@@ -456,8 +487,12 @@ class Store:
             for r in rows:
                 order = order_from_row(r)
                 if order.state == State.CREATED:
-                    update = Update(state=State.FINDING_DRIVER, source=Source.OPERATOR,
-                                    occurred_at=now, note="payment received")  # fmt: skip
+                    update = Update(
+                        state=State.FINDING_DRIVER,
+                        source=Source.OPERATOR,
+                        occurred_at=now,
+                        note="payment received",
+                    )
                     await self._decide(tx, merchant, order, update, now)
         self._notify()
         return msgspec.structs.replace(payment, status_code=PAID, pay_time=now)

@@ -40,8 +40,9 @@ class GoSendClient(HttpProvider):
 
     def _headers(self) -> dict[str, str]:
         s = self.settings
-        client_id, pass_key = credentials(self.name, LACAK_GOSEND_CLIENT_ID=s.gosend_client_id,
-                                          LACAK_GOSEND_PASS_KEY=s.gosend_pass_key)  # fmt: skip
+        client_id, pass_key = credentials(
+            self.name, LACAK_GOSEND_CLIENT_ID=s.gosend_client_id, LACAK_GOSEND_PASS_KEY=s.gosend_pass_key
+        )
         return {"Client-ID": client_id, "Pass-Key": pass_key}
 
     def _url(self, path: str) -> str:
@@ -55,9 +56,13 @@ class GoSendClient(HttpProvider):
     async def cancel_booking(self, order: Order, external_id: str | None, reason: str) -> None:
         if not external_id:
             return  # GoSend never issued an orderNo, so it holds no booking to cancel
-        await self.http.call("PUT", self._url(CANCEL), headers=self._headers(),
-                             body={"orderNo": external_id, "cancelDescription": reason},
-                             accept=_status_ok)  # fmt: skip
+        await self.http.call(
+            "PUT",
+            self._url(CANCEL),
+            headers=self._headers(),
+            body={"orderNo": external_id, "cancelDescription": reason},
+            accept=_status_ok,
+        )
 
 
 def _status_ok(reply: Any) -> bool:

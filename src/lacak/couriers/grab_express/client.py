@@ -59,10 +59,17 @@ class GrabExpressClient(HttpProvider):
             if self._token is not None and self.clock() < self._token_until:
                 return self._token
             s = self.settings
-            client_id, secret = credentials(self.name, LACAK_GRAB_CLIENT_ID=s.grab_client_id,
-                                            LACAK_GRAB_CLIENT_SECRET=s.grab_client_secret)  # fmt: skip
-            grant = {"client_id": client_id, "client_secret": secret,
-                    "grant_type": "client_credentials", "scope": SCOPE}  # fmt: skip
+            client_id, secret = credentials(
+                self.name,
+                LACAK_GRAB_CLIENT_ID=s.grab_client_id,
+                LACAK_GRAB_CLIENT_SECRET=s.grab_client_secret,
+            )
+            grant = {
+                "client_id": client_id,
+                "client_secret": secret,
+                "grant_type": "client_credentials",
+                "scope": SCOPE,
+            }
             reply = await self.http.call(
                 "POST", s.grab_token_url, headers={"Cache-Control": "no-cache"}, body=grant
             )
@@ -115,26 +122,35 @@ def delivery(order: Order) -> dict[str, Any]:
         "codType": "REGULAR",
         "paymentMethod": "CASHLESS",
         "payer": "SENDER",
-        "packages": [{
-            "name": order.item_name,
-            "description": order.item_description or order.item_name,
-            "quantity": 1,
-            "price": order.item_price,
-            # lacak is told the weight only; Grab sizes the vehicle by weight (grams)
-            "dimensions": {"height": 0, "width": 0, "depth": 0, "weight": order.item_weight},
-        }],
+        "packages": [
+            {
+                "name": order.item_name,
+                "description": order.item_description or order.item_name,
+                "quantity": 1,
+                "price": order.item_price,
+                # lacak is told the weight only; Grab sizes the vehicle by weight (grams)
+                "dimensions": {"height": 0, "width": 0, "depth": 0, "weight": order.item_weight},
+            }
+        ],
         "origin": _location(order.origin),
         "destination": _location(order.destination),
         "sender": _person(order.origin, sms=False),
         "recipient": _person(order.destination, sms=True),  # the recipient gets Grab's tracking SMS
-    }  # fmt: skip
+    }
 
 
 def _location(place: Place) -> dict[str, Any]:
-    return {"address": place.address, "keywords": place.name,
-            "coordinates": {"latitude": place.lat, "longitude": place.long}}  # fmt: skip
+    return {
+        "address": place.address,
+        "keywords": place.name,
+        "coordinates": {"latitude": place.lat, "longitude": place.long},
+    }
 
 
 def _person(place: Place, *, sms: bool) -> dict[str, Any]:
-    return {"firstName": place.name, "phone": msisdn(place.phone), "smsEnabled": sms,
-            "instruction": place.address_note}  # fmt: skip
+    return {
+        "firstName": place.name,
+        "phone": msisdn(place.phone),
+        "smsEnabled": sms,
+        "instruction": place.address_note,
+    }

@@ -45,8 +45,14 @@ class SimStep:
         async with d.db.transaction() as tx:
             order = await self._current(tx, task)
             if order is not None:
-                ctx = trip.Ctx(sim=d.settings.sim, order=order, generation=task.payload["generation"],
-                               n=task.payload["n"], now=now, avatar_base=self.avatar_base)  # fmt: skip
+                ctx = trip.Ctx(
+                    sim=d.settings.sim,
+                    order=order,
+                    generation=task.payload["generation"],
+                    n=task.payload["n"],
+                    now=now,
+                    avatar_base=self.avatar_base,
+                )
                 await self._carry_out(tx, ctx, trip.step(ctx, task.payload))
             await jobs.complete(tx, task, now)
         d.store._notify()

@@ -108,20 +108,32 @@ def step(c: Ctx, payload: dict[str, Any]) -> Plan:
 
 def _update(c: Ctx, state: State, where: LatLong | None = None, **fields: Any) -> Update:
     lat, long = where if where is not None else (None, None)
-    return Update(state=state, source=Source.SIMULATOR, occurred_at=c.now, lat=lat, long=long,
-                  dedupe_key=f"sim:{c.generation}:{c.n}", **fields)  # fmt: skip
+    return Update(
+        state=state,
+        source=Source.SIMULATOR,
+        occurred_at=c.now,
+        lat=lat,
+        long=long,
+        dedupe_key=f"sim:{c.generation}:{c.n}",
+        **fields,
+    )
 
 
 def _then(c: Ctx, p: dict[str, Any], step_name: str, update: Update | None, **changes: Any) -> dict[str, Any]:
     """The next step's payload: this one's, moved on. `expect` is the state this step leaves."""
     expect = update.state.value if update is not None else p["expect"]
-    return {**p, **changes, "step": step_name, "n": c.n + 1, "expect": expect,
-            "generation": c.generation}  # fmt: skip
+    return {**p, **changes, "step": step_name, "n": c.n + 1, "expect": expect, "generation": c.generation}
 
 
-def _plan(c: Ctx, p: dict[str, Any], update: Update | None, step_name: str | None = None,
-          wait: tuple[float, float] | float = 0.0, points: list[Point] | None = None,
-          **changes: Any) -> Plan:  # fmt: skip
+def _plan(
+    c: Ctx,
+    p: dict[str, Any],
+    update: Update | None,
+    step_name: str | None = None,
+    wait: tuple[float, float] | float = 0.0,
+    points: list[Point] | None = None,
+    **changes: Any,
+) -> Plan:
     """A plan that moves the order (maybe) and schedules `step_name` after `wait` sim seconds."""
     if step_name is None:
         return Plan(update=update, points=points or [])
@@ -199,10 +211,26 @@ def search(c: Ctx, p: dict[str, Any]) -> Plan:
     o = c.order
     d = make_driver(rng, o.origin.lat, o.origin.long)
     at = start_near(rng, o.origin.lat, o.origin.long)
-    update = _update(c, State.DRIVER_ASSIGNED, at, driver=driver_of(c, d), note=f"plate {d.plate}",
-                     tracking_code=tracking_code(c.sim.seed, o.pk, o.service))  # fmt: skip
-    plan = _plan(c, p, update, "drive", _drive_wait(c), [Point(at[0], at[1], c.now, accuracy=10.0)],
-                 leg="pickup", done=0.0, start=list(at), driver=msgspec.to_builtins(d))  # fmt: skip
+    update = _update(
+        c,
+        State.DRIVER_ASSIGNED,
+        at,
+        driver=driver_of(c, d),
+        note=f"plate {d.plate}",
+        tracking_code=tracking_code(c.sim.seed, o.pk, o.service),
+    )
+    plan = _plan(
+        c,
+        p,
+        update,
+        "drive",
+        _drive_wait(c),
+        [Point(at[0], at[1], c.now, accuracy=10.0)],
+        leg="pickup",
+        done=0.0,
+        start=list(at),
+        driver=msgspec.to_builtins(d),
+    )
     return msgspec.structs.replace(plan, plate=d.plate)
 
 
@@ -220,8 +248,16 @@ def drive(c: Ctx, p: dict[str, Any]) -> Plan:
     if done < stop:
         return _plan(c, p, None, "drive", _drive_wait(c), points, done=done)
     if hold_here:
-        return _plan(c, p, _update(c, State.ON_HOLD, here, note=HOLD_NOTE),
-                     "resume", HOLD_WAIT, points, done=done, hold=False)  # fmt: skip
+        return _plan(
+            c,
+            p,
+            _update(c, State.ON_HOLD, here, note=HOLD_NOTE),
+            "resume",
+            HOLD_WAIT,
+            points,
+            done=done,
+            hold=False,
+        )
     return ARRIVALS[p["leg"]](c, p, here, points)
 
 
@@ -259,8 +295,16 @@ def collect(c: Ctx, p: dict[str, Any]) -> Plan:
 
 def depart(c: Ctx, p: dict[str, Any]) -> Plan:
     hold = c.rng.random() < c.sim.hold_rate
-    return _plan(c, p, _update(c, State.IN_TRANSIT, _origin(c)), "drive", _drive_wait(c), leg="deliver",
-                 done=0.0, hold=hold)  # fmt: skip
+    return _plan(
+        c,
+        p,
+        _update(c, State.IN_TRANSIT, _origin(c)),
+        "drive",
+        _drive_wait(c),
+        leg="deliver",
+        done=0.0,
+        hold=hold,
+    )
 
 
 def resume(c: Ctx, p: dict[str, Any]) -> Plan:

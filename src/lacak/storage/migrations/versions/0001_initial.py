@@ -131,9 +131,7 @@ def upgrade() -> None:
         sa.Column("recorded_at", TS, nullable=False),
     )
     op.create_index("order_events_order", "order_events", ["order_pk", "id"])
-    op.create_index(
-        "order_events_dedupe", "order_events", ["order_pk", "dedupe_key"], unique=True
-    )
+    op.create_index("order_events_dedupe", "order_events", ["order_pk", "dedupe_key"], unique=True)
 
     op.create_table(
         "deliveries",

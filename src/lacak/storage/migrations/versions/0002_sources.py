@@ -62,9 +62,12 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_index(
-        "tasks_due", "tasks", ["due_at"],
-        postgresql_where=sa.text("done_at IS NULL"), sqlite_where=sa.text("done_at IS NULL"),
-    )  # fmt: skip
+        "tasks_due",
+        "tasks",
+        ["due_at"],
+        postgresql_where=sa.text("done_at IS NULL"),
+        sqlite_where=sa.text("done_at IS NULL"),
+    )
     op.create_index("tasks_order", "tasks", ["order_pk"])
 
     # Every inbound courier message, raw, with what became of it.
@@ -127,8 +130,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("live_positions", "positions", "assignments", "drivers", "courier_inbox",
-                  "tasks", "bookings"):  # fmt: skip
+    for table in (
+        "live_positions",
+        "positions",
+        "assignments",
+        "drivers",
+        "courier_inbox",
+        "tasks",
+        "bookings",
+    ):
         op.drop_table(table)
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("driver_plate")

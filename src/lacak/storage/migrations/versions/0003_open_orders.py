@@ -19,10 +19,12 @@ depends_on = None
 def upgrade() -> None:
     # Partial: only the few open orders are in it, however many finished ones pile up.
     op.create_index(
-        "orders_finding_driver", "orders", ["id"],
+        "orders_finding_driver",
+        "orders",
+        ["id"],
         postgresql_where=sa.text("state = 'finding_driver'"),
         sqlite_where=sa.text("state = 'finding_driver'"),
-    )  # fmt: skip
+    )
     op.create_index("bookings_provider_status", "bookings", ["provider", "status"])
 
 
