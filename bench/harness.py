@@ -264,7 +264,7 @@ def wrk_together(port: int, jobs: Sequence[WrkJob]) -> list[Load]:
     procs = [subprocess.Popen(job.command(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for job in jobs]  # fmt: skip
     try:
-        outputs = [proc.communicate(timeout=job.duration + 120) for proc, job in zip(procs, jobs, strict=True)]
+        outputs = [p.communicate(timeout=job.duration + 120) for p, job in zip(procs, jobs, strict=True)]
     finally:
         for proc in procs:
             if proc.poll() is None:

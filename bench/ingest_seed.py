@@ -32,7 +32,8 @@ from lacak.positions.store import TRAIL_LIMIT
 from lacak.storage.db import Connection, Database, connect
 from lacak.storage.rows import EVENT_COLUMNS, event_values, placeholders
 
-CALLBACK_TOKEN = "bench-gosend-callback-token"  # LACAK_GOSEND_CALLBACK_TOKEN of the bench server
+# LACAK_GOSEND_CALLBACK_TOKEN of the bench server, which only ever listens on loopback.
+CALLBACK_TOKEN = "bench-gosend-callback-token"  # noqa: S105
 AWB_BASE = 8_000_000  # AWBs GK-11-8000000…: apart from the tracking codes bench.fake writes
 # Callback orders are created one second apart, after every order bench.fake wrote, so their
 # `{prefix}-{epoch ms}` ids cannot collide with those.
@@ -143,10 +144,11 @@ async def _callback_orders(tx: Connection, orders: _Orders, count: int, first_id
 
     await _insert(tx, "orders", orders.columns, orders.rows(count, orders.plan.seed + 11, first_id, fields))
     booked = FIRST_CREATED + timedelta(seconds=1)
-    await _insert(tx, "bookings", _BOOKING_COLS,
-                  ((first_id + i, "gosend", awb(i), "booked", 1, 1, booked, booked) for i in range(count)))  # fmt: skip
-    await _insert(tx, "order_events", _EVENT_COLS,
-                  (e for i in range(count) for e in _paid_history(first_id + i, FIRST_CREATED + timedelta(seconds=i))))  # fmt: skip
+    bookings = ((first_id + i, "gosend", awb(i), "booked", 1, 1, booked, booked) for i in range(count))
+    await _insert(tx, "bookings", _BOOKING_COLS, bookings)
+    created = (FIRST_CREATED + timedelta(seconds=i) for i in range(count))
+    history = (e for i, at in enumerate(created) for e in _paid_history(first_id + i, at))
+    await _insert(tx, "order_events", _EVENT_COLS, history)
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,9 @@ async def _fleet(tx: Connection, orders: _Orders, count: int, first_id: int, now
     ))  # fmt: skip
     await _insert(tx, "order_events", _EVENT_COLS, history)
     # A full trail, one point a second up to a second ago, ending at the live position.
+    second = timedelta(seconds=1)
     await _insert(tx, "positions", ("order_pk", "lat", "long", "accuracy", "at", "source"), (
-        (d.pk, d.lat + k * 2e-5, d.long + k * 2e-5, 8.0, now - timedelta(seconds=TRAIL_LIMIT + 1 - k), "driver")
+        (d.pk, d.lat + k * 2e-5, d.long + k * 2e-5, 8.0, now - (TRAIL_LIMIT + 1 - k) * second, "driver")
         for d in out for k in range(TRAIL_LIMIT)
     ))  # fmt: skip
     last = TRAIL_LIMIT - 1

@@ -3,10 +3,14 @@ and true to what a real server answers (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import json
 import re
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,26 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from starlette.routing import Route
 
+from lacak.couriers.borzo import inbound as borzo
+from lacak.couriers.gosend import inbound as gosend
+from lacak.couriers.grab_express import inbound as grab
+from lacak.drivers import models as drivers
 from lacak.http import admin
 from lacak.http.app import create_app
 from lacak.http.openapi import document
 from lacak.orders import requests
 from lacak.settings import Settings
-from tests.support import Api, Server, admin_client, create_merchant, create_order, pickup
+from tests.support import (
+    Api,
+    Backend,
+    Server,
+    admin_client,
+    create_merchant,
+    create_order,
+    lacak,
+    package,
+    pickup,
+)
 
 JSON = "application/json"
 MITRA = "/api/mitra/v4/instant"
@@ -43,7 +61,18 @@ REQUEST_STRUCTS: dict[str, type[msgspec.Struct]] = {
     "NewMerchant": admin.NewMerchant,
     "Advance": admin.Advance,
     "MerchantRef": admin.MerchantRef,
+    "StatusRequest": drivers.StatusRequest,
+    "LocationRequest": drivers.LocationRequest,
+    "LocationPoint": drivers.PointIn,
+    "GoSendBookingEvent": gosend.BookingEvent,
+    "GrabTrackingEvent": grab.TrackingEvent,
+    "GrabDriver": grab.GrabDriver,
+    "BorzoCallback": borzo.Callback,
+    "BorzoSubject": borzo.Subject,
+    "BorzoCourier": borzo.Courier,
 }
+# The component of each struct (a nested struct is a `$ref` to it).
+COMPONENTS = {struct: name for name, struct in REQUEST_STRUCTS.items()}
 
 # Which operation decodes which body (the others read none).
 BODIES = {
@@ -55,14 +84,31 @@ BODIES = {
     "createMerchant": "NewMerchant",
     "advanceOrder": "Advance",
     "markPaymentPaid": "MerchantRef",
+    "reportStatus": "StatusRequest",
+    "reportLocation": "LocationRequest",
+    "gosendCallback": "GoSendBookingEvent",
+    "grabExpressCallback": "GrabTrackingEvent",
+    "borzoCallback": "BorzoCallback",
 }
 
-AREAS = {"/api/mitra/": ("mitra", "merchantKey"), "/api/admin/": ("admin", "adminToken")}
+AREAS = {
+    "/api/mitra/": ("mitra", "merchantKey"),
+    "/api/admin/": ("admin", "adminToken"),
+    "/api/driver/": ("driver", "driverToken"),
+}
+# Each courier's callback authentication: the header its security scheme names.
+CALLBACK_AUTH = {
+    "gosend": ("gosendToken", "Authorization"),
+    "grab_express": ("grabToken", "Authorization"),
+    "borzo": ("borzoSignature", "X-DV-Signature"),
+}
+DRIVER = "/api/driver/v1"
 
 KINDS: dict[type[mi.Type], str] = {
     mi.IntType: "integer",
     mi.FloatType: "number",
     mi.StrType: "string",
+    mi.DateTimeType: "string",
     mi.BoolType: "boolean",
     mi.NoneType: "null",
     mi.ListType: "array",
@@ -183,6 +229,8 @@ def area(path: str) -> tuple[str, list[dict[str, list[str]]]]:
     for prefix, (tag, scheme) in AREAS.items():
         if path.startswith(prefix):
             return tag, [{scheme: []}]
+    if courier := re.fullmatch(r"/couriers/(\w+)/callback", path):
+        return "couriers", [{CALLBACK_AUTH[courier[1]][0]: []}]
     return "ops", []
 
 
@@ -233,7 +281,7 @@ def test_operations_are_complete(doc: dict[str, Any]) -> None:
         body = op.get("requestBody", {}).get("content", {}).get(JSON, {}).get("schema")
         name = BODIES.get(op["operationId"])
         assert body == (None if name is None else ref(name)), where
-        if path.startswith("/api/"):
+        if path.startswith(("/api/", "/couriers/")):
             assert {"401", "405", "500"} <= set(op["responses"]), where
             if name is not None:
                 assert {"400", "413"} <= set(op["responses"]), where
@@ -248,6 +296,9 @@ def test_security_schemes_and_info(doc: dict[str, Any]) -> None:
     schemes = doc["components"]["securitySchemes"]
     assert schemes["merchantKey"] == schemes["merchantKey"] | {"type": "http", "scheme": "bearer"}
     assert schemes["adminToken"] == schemes["adminToken"] | {"type": "http", "scheme": "bearer"}
+    assert schemes["driverToken"] == schemes["driverToken"] | {"type": "http", "scheme": "bearer"}
+    for scheme, header in CALLBACK_AUTH.values():
+        assert schemes[scheme] == schemes[scheme] | {"type": "apiKey", "in": "header", "name": header}
     ops = doc["paths"]["/openapi.json"]["get"]
     assert ops["security"] == []
 
@@ -290,13 +341,14 @@ def test_request_schema_matches_struct(doc: dict[str, Any], name: str) -> None:
         info = mi.type_info(field.type)
         assert numbers(schema_kinds(doc, prop)) == numbers(struct_kinds(info)), field_name
         nested = info.types if isinstance(info, mi.UnionType) else (info,)
-        for member in nested:  # nested structs are their own components
+        for member in nested:  # nested structs are their own components (`oneOf` with null if optional)
             if isinstance(member, mi.StructType):
-                assert prop == ref(member.cls.__name__), field_name
+                assert ref(COMPONENTS[member.cls]) in [prop, *prop.get("oneOf", [])], field_name
             if isinstance(member, mi.ListType) and isinstance(member.item_type, mi.StructType):
-                assert prop["items"] == ref(member.item_type.cls.__name__), field_name
+                assert prop["items"] == ref(COMPONENTS[member.item_type.cls]), field_name
         if not field.required:
-            assert resolve(doc, prop).get("default", ...) == field.default, field_name
+            default = field.default if field.default_factory is msgspec.NODEFAULT else field.default_factory()
+            assert resolve(doc, prop).get("default", ...) == default, field_name
 
 
 def test_request_schemas_accept_the_wire_samples(doc: dict[str, Any]) -> None:
@@ -421,3 +473,137 @@ def test_ops_answers_match_schemas(doc: dict[str, Any], server: Server) -> None:
         r = httpx.get(f"{server.base_url}{path}")
         assert r.status_code == 200, path
         check(doc, path, "get", r)
+
+
+# -- the driver API, the courier callbacks and the avatars ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def driver(backend: Backend, server: Server) -> Iterator[httpx.Client]:
+    """A driver of the shared server's fleet, made the operator's way (`lacak driver create`)."""
+    made = lacak(backend.env(), "driver", "create", f"Openapi {backend.name}", "--phone", "081234567890",
+                 "--json")  # fmt: skip
+    token = json.loads(made.stdout)["token"]
+    with httpx.Client(base_url=f"{server.base_url}{DRIVER}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
+        yield client
+
+
+def test_driver_answers_match_schemas(
+    doc: dict[str, Any], api: Api, driver: httpx.Client, server: Server
+) -> None:
+    def call(method: str, template: str, url: str, **kw: Any) -> Any:
+        """A driver API call, its answer checked against the operation at `template`."""
+        return check(doc, f"{DRIVER}{template}", method, driver.request(method, url, **kw))
+
+    # An open order far from every other test's (tests/test_drivers.py shifts by -20 to -26 degrees).
+    pkg = package(origin_long=110.350244 - 30, destination_long=110.405355 - 30)
+    order_id = create_order(api, packages=[pkg])["order_id"]
+    here = {"lat": pkg["origin_lat"], "long": pkg["origin_long"]}
+
+    board = call("get", "/orders/available", "/orders/available", params={**here, "limit": 5})
+    pk = next(o["id"] for o in board["result"]["orders"] if o["order_id"] == order_id)
+    assert call("get", "/orders/available", "/orders/available", params={"lat": "north"})["code"] == 422
+
+    accept = "/orders/{order_id}/accept"
+    assert call("post", accept, f"/orders/{pk}/accept")["result"]["state"] == "driver_assigned"
+    assert call("post", accept, "/orders/x1/accept")["code"] == 2
+    assert pk in [o["id"] for o in call("get", "/orders", "/orders")["result"]["orders"]]
+
+    now = datetime.now(UTC)
+    points = [
+        {**here, "at": now.isoformat(), "accuracy": 4.5},
+        {**here, "at": int(now.timestamp() * 1000) - 1000},
+    ]
+    assert matches(doc, ref("LocationRequest"), {"points": points})
+    located = call("post", "/location", "/location", json={"points": points})["result"]
+    assert located["points"] == 2 and pk in located["orders"]
+    assert call("post", "/location", "/location", json={"points": []})["code"] == 422
+    bad = call("post", "/location", "/location", content=b"{not json", headers={"Content-Type": JSON})
+    assert bad["code"] == 400
+
+    status = "/orders/{order_id}/status"
+    for state in ("picked_up", "delivered"):
+        move = {"status": state, "note": f"{state} by the openapi test"}
+        assert matches(doc, ref("StatusRequest"), move)
+        assert call("post", status, f"/orders/{pk}/status", json=move)["result"]["state"] == state
+    assert call("post", status, f"/orders/{pk}/status", json={"status": "at_pickup"})["code"] == 2
+    assert call("post", status, f"/orders/{pk}/status", json={"status": "cancelled"})["code"] == 422
+
+    unauthenticated = httpx.get(f"{server.base_url}{DRIVER}/orders")
+    assert unauthenticated.status_code == 401
+    check(doc, f"{DRIVER}/orders", "get", unauthenticated)
+
+
+GOSEND_TOKEN, GRAB_TOKEN, BORZO_SECRET = "openapi-gosend-token", "openapi-grab-token", "openapi-borzo-secret"
+
+
+@pytest.fixture(scope="module")
+def couriers(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server holding every courier's callback secret (the shared one holds none)."""
+    env = backend.env(
+        LACAK_RUN_TASKS="0",
+        **{f"LACAK_PROVIDER_{s}": "fleet" for s in ("GOSEND", "GRAB_EXPRESS", "BORZO")},
+        LACAK_GOSEND_CALLBACK_TOKEN=GOSEND_TOKEN,
+        LACAK_GRAB_CALLBACK_TOKEN=GRAB_TOKEN,
+        LACAK_BORZO_CALLBACK_SECRET=BORZO_SECRET,
+    )
+    srv = Server(env, tmp_path_factory.mktemp("openapi-couriers") / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+FORGED = {"Authorization": "forged", "X-DV-Signature": "00"}
+
+
+def credentials(provider: str, raw: bytes) -> dict[str, str]:
+    if provider == "borzo":
+        return {"X-DV-Signature": hmac.new(BORZO_SECRET.encode(), raw, hashlib.sha256).hexdigest()}
+    return {"Authorization": GOSEND_TOKEN if provider == "gosend" else GRAB_TOKEN}
+
+
+def test_courier_callbacks_match_schemas(doc: dict[str, Any], couriers: Server) -> None:
+    tag, at = uuid.uuid4().hex[:12], datetime.now(UTC)
+    seconds = int(at.timestamp())
+    grab_driver = {"name": "Budi", "licensePlate": "AB 1 XY", "currentLat": -7.8, "currentLng": 110.3}
+    borzo_order = {"order_id": int(tag[:8], 16), "status": "courier_assigned", "courier": {"name": "Budi"}}
+    payloads = {  # bookings nobody made: stored as `unknown_order`
+        "gosend": {"booking_id": f"GK-{tag}", "status": "allocated", "event_date": seconds * 1000},
+        "grab_express": {"deliveryID": f"IN-{tag}", "status": "IN_DELIVERY", "timestamp": seconds,
+                         "driver": grab_driver},
+        "borzo": {"event_datetime": at.isoformat(), "event_type": "order_changed", "order": borzo_order},
+    }  # fmt: skip
+    for provider, payload in payloads.items():
+        path = f"/couriers/{provider}/callback"
+        schema = doc["paths"][path]["post"]["requestBody"]["content"][JSON]["schema"]
+        assert matches(doc, schema, payload), provider
+        raw = json.dumps(payload).encode()
+        stored = httpx.post(f"{couriers.base_url}{path}", content=raw, headers=credentials(provider, raw))
+        assert check(doc, path, "post", stored)["result"] == {"received": 1, "outcomes": ["unknown_order"]}
+        malformed = httpx.post(
+            f"{couriers.base_url}{path}", content=b"[]", headers=credentials(provider, b"[]")
+        )
+        assert malformed.status_code == 400 and check(doc, path, "post", malformed)["code"] == 400
+        forged = httpx.post(f"{couriers.base_url}{path}", content=raw, headers=FORGED)
+        assert forged.status_code == 401 and check(doc, path, "post", forged)["code"] == 401
+
+
+def test_courier_callbacks_without_secrets_match_schemas(doc: dict[str, Any], server: Server) -> None:
+    for provider in CALLBACK_AUTH:
+        path = f"/couriers/{provider}/callback"
+        refused = httpx.post(f"{server.base_url}{path}", json={})
+        assert refused.status_code == 401 and check(doc, path, "post", refused)["code"] == 401
+    path = "/couriers/borzo/callback"
+    huge = httpx.post(f"{server.base_url}{path}", content=b" " * (1024 * 1024 + 1))
+    assert huge.status_code == 413 and check(doc, path, "post", huge)["code"] == 413
+    wrong_method = httpx.get(f"{server.base_url}{path}")
+    assert wrong_method.status_code == 405 and check(doc, path, "post", wrong_method)["code"] == 405
+
+
+def test_avatar_answers_match_schemas(doc: dict[str, Any], server: Server) -> None:
+    path = "/avatars/{seed}.svg"
+    drawn = httpx.get(f"{server.base_url}/avatars/budi_1.svg")
+    assert drawn.status_code == 200 and check(doc, path, "get", drawn).startswith("<svg")
+    for seed in ("a" * 65, "no.dots"):
+        unknown = httpx.get(f"{server.base_url}/avatars/{seed}.svg")
+        assert unknown.status_code == 404 and check(doc, path, "get", unknown)["text"] == "avatar not found"

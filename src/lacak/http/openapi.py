@@ -11,19 +11,35 @@ from __future__ import annotations
 from typing import Any
 
 from lacak import __version__
+from lacak.couriers.borzo import inbound as borzo
+from lacak.couriers.gosend import inbound as gosend
+from lacak.couriers.grab_express import inbound as grab_express
+from lacak.couriers.inbound import UNKNOWN_ORDER, UNKNOWN_STATUS
+from lacak.drivers import service as drivers
+from lacak.drivers.models import REPORTABLE
+from lacak.http import avatars
 from lacak.http.body import MAX_BODY
+from lacak.http.driver import PREFIX as DRIVER_API
 from lacak.http.mitra import PREFIX
 from lacak.merchants.models import PaymentMode
 from lacak.orders import validation
 from lacak.orders.lifecycle import KA_STATUS
 from lacak.orders.models import PAID, UNPAID, Outcome, Source, State
 from lacak.pricing.tariff import SERVICE_TYPES, SERVICES, VEHICLES
+from lacak.settings import CourierSettings
 
 Schema = dict[str, Any]
 
 JSON = "application/json"
-MITRA, ADMIN, OPS = "mitra", "admin", "ops"
-SECURITY = {MITRA: "merchantKey", ADMIN: "adminToken"}
+SVG = "image/svg+xml"
+MITRA, ADMIN, DRIVER, COURIERS, OPS = "mitra", "admin", "driver", "couriers", "ops"
+SECURITY = {MITRA: "merchantKey", ADMIN: "adminToken", DRIVER: "driverToken"}
+# Each courier authenticates its callbacks its own way (see `_security_schemes`).
+CALLBACK_AUTH = {
+    gosend.PROVIDER: "gosendToken",
+    grab_express.PROVIDER: "grabToken",
+    borzo.PROVIDER: "borzoSignature",
+}
 WIRE_TIME_EXAMPLE = "2024-01-19T04:01:37.000000Z"
 AWB = "The courier AWB; empty string until one is assigned."
 
@@ -47,6 +63,12 @@ get another status, still with the envelope: 400 (body is not JSON), 401 (bad cr
 coordinates as `lat`/`long`, `lat_long` or `latitude`/`longitude`. Each schema below gives the
 exact spelling its endpoint emits. Result timestamps are ISO 8601 UTC with microseconds and
 `Z`. Money is integer rupiah. Unknown request fields are ignored.
+
+**Beyond KiriminAja.** `/api/driver/v1/*` is the driver app's API for the operator's own
+fleet (driver tokens; orders are named by their numeric `id`, and business outcomes follow the
+same HTTP 200 rule). `/couriers/{courier}/callback` receive GoSend, GrabExpress and Borzo status
+callbacks, each authenticated the courier's own way and answered with the same envelope (a
+malformed body is HTTP 400 there). `/avatars/{seed}.svg` draws the simulator's driver photos.
 """
 
 # -- schema helpers -------------------------------------------------------------------------
@@ -56,9 +78,11 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _scalar(kind: str, description: str = "", *, nullable: bool = False, **extra: Any) -> Schema:
-    """`{"type": kind}`, or `{"type": [kind, "null"]}` when nullable (the 3.1 spelling)."""
-    schema: Schema = {"type": [kind, "null"] if nullable else kind, **extra}
+def _scalar(kind: str | list[str], description: str = "", *, nullable: bool = False, **extra: Any) -> Schema:
+    """`{"type": kind}`, or `{"type": [kind, "null"]}` when nullable (the 3.1 spelling); `kind`
+    may be a list of types (`["number", "string"]`)."""
+    kinds = [kind] if isinstance(kind, str) else kind
+    schema: Schema = {"type": [*kinds, "null"] if nullable else kind, **extra}
     if description:
         schema["description"] = description
     return schema
@@ -94,6 +118,14 @@ def _enum(values: list[Any], description: str = "", kind: str = "string", **extr
 
 def _array(items: Schema, description: str = "", **extra: Any) -> Schema:
     return _scalar("array", description, items=items, **extra)
+
+
+def _or_null(name: str, description: str = "", **extra: Any) -> Schema:
+    """A component, or null."""
+    schema: Schema = {"oneOf": [_ref(name), {"type": "null"}], **extra}
+    if description:
+        schema["description"] = description
+    return schema
 
 
 def _obj(props: dict[str, Schema], description: str = "", *, optional: tuple[str, ...] = ()) -> Schema:
@@ -457,7 +489,7 @@ def _admin_schemas() -> dict[str, Schema]:
             "order_pk": _int(),
             "seq": _int(),
             "state": _ref("LifecycleState"),
-            "from_state": {"oneOf": [_ref("LifecycleState"), {"type": "null"}]},
+            "from_state": _or_null("LifecycleState"),
             "outcome": outcome,
             "source": _enum([src.value for src in Source]),
             "native_code": _str(nullable=True),
@@ -505,6 +537,232 @@ def _admin_schemas() -> dict[str, Schema]:
     }
 
 
+# -- driver API -----------------------------------------------------------------------------
+
+
+def _driver_place(*, contacts: bool) -> Schema:
+    """A party as a driver sees it: the phone only once the order is the driver's."""
+    props = {"name": _str(), "address": _str(), "address_note": _str(), "lat": _num(), "long": _num()}
+    if contacts:
+        props["phone"] = _str()
+    return _obj(props)
+
+
+def _driver_order(place: str, extra: dict[str, Schema], description: str) -> Schema:
+    item = _obj({"name": _str(), "description": _str(), "weight": _int("Grams.", minimum=0)})
+    return _obj(
+        {
+            "id": _int("The order's numeric id: the `{order_id}` of the accept and status paths."),
+            "order_id": _str("The merchant's order id (unique per merchant only)."),
+            "state": _ref("LifecycleState"),
+            "service": _ref("Service"),
+            "vehicle": _ref("Vehicle"),
+            "tracking_code": _str("`FLT-{id}-{driver id}` once accepted; empty string before."),
+            "pickup": _ref(place),
+            "dropoff": _ref(place),
+            "item": item,
+            "shipping_cost": _money("Shipping cost"),
+            "poly_line": _str("Encoded polyline (precision 5) of the route."),
+            "created_at": _time(),
+            "allocated_at": _time("Set when a driver accepts.", nullable=True),
+            "finished_at": _time("Set on delivered / returned.", nullable=True),
+            **extra,
+        },
+        description,
+    )
+
+
+def _driver_schemas() -> dict[str, Schema]:
+    reportable = [state.value for state in State if state in REPORTABLE]
+    distance = _num("Great-circle km from the point measured from to the pickup (3 decimals).", minimum=0)
+    position = _obj({"lat": _num(), "long": _num(), "at": _time("The newest point's time.")})
+    at = {
+        "description": "ISO 8601 with an offset, or epoch milliseconds; at most "
+        f"{int(drivers.FUTURE_SLACK.total_seconds() // 60)} minutes ahead of the server's clock.",
+        "oneOf": [_str(format="date-time"), _int(minimum=drivers.EPOCH_MS_FLOOR)],
+    }
+    return {
+        "BoardPlace": _driver_place(contacts=False),
+        "DriverPlace": _driver_place(contacts=True),
+        "BoardOrder": _driver_order(
+            "BoardPlace", {"distance_km": distance}, "An open order: no phones until it is accepted."
+        ),
+        "DriverOrder": _driver_order(
+            "DriverPlace", {}, "An order as its driver sees it (never the merchant)."
+        ),
+        "BoardResult": _obj({"orders": _array(_ref("BoardOrder"), "Nearest pickup first.")}),
+        "CarriedResult": _obj({"orders": _array(_ref("DriverOrder"), "By id.")}),
+        "LocationResult": _obj(
+            {
+                "points": _int("Points stored.", minimum=1),
+                "position": position,
+                "orders": _array(_int(), "The ids of the carried orders whose trails got the points."),
+            }
+        ),
+        "StatusRequest": _obj(
+            {
+                "status": _enum(reportable, "The state to move to; cancel and hold are not the driver's."),
+                "note": _str(
+                    "Kept in the history; with `failed`, also the failure reason.",
+                    nullable=True,
+                    default=None,
+                    maxLength=validation.MAX_TEXT,
+                ),
+            },
+            optional=("note",),
+        ),
+        "LocationRequest": _obj(
+            {
+                "points": _array(
+                    _ref("LocationPoint"),
+                    f"1 to {drivers.MAX_POINTS} points, in any order; absent or empty is refused (422).",
+                    maxItems=drivers.MAX_POINTS,
+                    default=[],
+                )
+            },
+            optional=("points",),
+        ),
+        "LocationPoint": _obj(
+            {
+                "lat": _coordinate("lat"),
+                "long": _coordinate("long"),
+                "at": at,
+                "accuracy": _num("Metres.", nullable=True, default=None, minimum=0),
+            },
+            optional=("accuracy",),
+        ),
+    }
+
+
+# -- courier callbacks ----------------------------------------------------------------------
+
+
+def _sent(kind: str | list[str] = "string", description: str = "", **extra: Any) -> Schema:
+    """An optional field of a courier's payload; absent and null mean not sent."""
+    return _scalar(kind, description, nullable=True, default=None, **extra)
+
+
+def _payload(props: dict[str, Schema], description: str, *, required: tuple[str, ...] = ()) -> Schema:
+    """A courier's message: the fields lacak reads (others are ignored); `""` means not sent."""
+    return _obj(props, description, optional=tuple(name for name in props if name not in required))
+
+
+def _statuses(states: dict[str, State], description: str, *, sent: bool = False) -> Schema:
+    """The courier's native status: the known ones as examples (the rest are recorded only)."""
+    text = f"{description} Another status is stored as `{UNKNOWN_STATUS}`."
+    return _sent(description=text, examples=list(states)) if sent else _str(text, examples=list(states))
+
+
+def _gosend_schemas() -> dict[str, Schema]:
+    event = _payload(
+        {
+            "status": _statuses(
+                gosend.STATES, "The booking status; `booking_status` when absent.", sent=True
+            ),
+            "booking_status": _sent(description="Read when `status` is absent."),
+            "booking_id": _sent(
+                description="The booking's AWB; `entity_id` when absent.", examples=["GK-11-1"]
+            ),
+            "entity_id": _sent(description="The same AWB as `booking_id`."),
+            "event_id": _sent(description="Identifies retries; without it AWB, status and time do."),
+            "event_date": _sent("number", "Epoch milliseconds; absent: the time it was received."),
+            "type": _sent(description="The event's name (e.g. `DRIVER_NOT_FOUND`), kept as native text."),
+            "driver_name": _sent(),
+            "driver_phone": _sent(),
+            "driver_photo_url": _sent(),
+            "live_tracking_url": _sent(),
+            "cancellation_reason": _sent(description="Becomes the order's `cancel_description`."),
+        },
+        "A GoSend `booking_event` webhook, one event per POST. Needs a non-empty `booking_id` (or "
+        "`entity_id`) and `status` (or `booking_status`), else 400.",
+    )
+    return {"GoSendBookingEvent": event}
+
+
+def _grab_schemas() -> dict[str, Schema]:
+    grab_driver = _payload(
+        {
+            "name": _sent(),
+            "phone": _sent(),
+            "licensePlate": _sent(description="Kept with the driver when one is assigned."),
+            "photoURL": _sent(),
+            "currentLat": _sent("number", "0 with `currentLng` 0: no position yet."),
+            "currentLng": _sent("number"),
+        },
+        "The GrabExpress driver.",
+    )
+    event = _payload(
+        {
+            "deliveryID": _str("The delivery id the booking returned."),
+            "status": _statuses(
+                grab_express.STATES,
+                "Case-insensitive; `FAILED` means `no_driver` before pickup and `failed` after it.",
+            ),
+            "merchantOrderID": _sent(),
+            "timestamp": _sent(
+                ["number", "string"], "Unix seconds (a number or digits) or ISO 8601 (no offset: UTC)."
+            ),
+            "trackURL": _sent(),
+            "failedReason": _sent(description="`code|text`; the text becomes the failure reason."),
+            "driver": _or_null("GrabDriver", default=None),
+        },
+        "A GrabExpress tracking webhook, one event per POST.",
+        required=("deliveryID", "status"),
+    )
+    return {"GrabTrackingEvent": event, "GrabDriver": grab_driver}
+
+
+def _borzo_schemas() -> dict[str, Schema]:
+    either = ["integer", "string"]
+    courier = _payload(
+        {
+            "name": _sent(description="`name`, `middlename` and `surname` join into the driver's name."),
+            "middlename": _sent(),
+            "surname": _sent(),
+            "phone": _sent(),
+            "photo_url": _sent(),
+            "latitude": _sent(["number", "string"], "0 with `longitude` 0: no position yet."),
+            "longitude": _sent(["number", "string"]),
+        },
+        "The Borzo courier.",
+    )
+    subject = _payload(
+        {
+            "status": _statuses(borzo.STATES, "The order or delivery status."),
+            "order_id": _sent(either, "Borzo's order id, the booking's external id; required in `order`."),
+            "delivery_id": _sent(either, "Used when a `delivery` has no `order_id`."),
+            "client_order_id": _sent(),
+            "status_description": _sent(description="Kept as native text."),
+            "courier": _or_null("BorzoCourier", default=None),
+        },
+        "The `order` or `delivery` object of a Borzo callback.",
+        required=("status",),
+    )
+    callback = _payload(
+        {
+            "event_datetime": _str("ISO 8601 (no offset: UTC).", examples=["2024-01-19T11:01:37+07:00"]),
+            "event_type": _sent(examples=["order_changed", "delivery_changed"]),
+            "order": _or_null("BorzoSubject", "Read when there is no `delivery`.", default=None),
+            "delivery": _or_null("BorzoSubject", "Read in preference to `order`.", default=None),
+        },
+        "A Borzo callback; needs an `order` or a `delivery` object, else 400.",
+        required=("event_datetime",),
+    )
+    return {"BorzoCallback": callback, "BorzoSubject": subject, "BorzoCourier": courier}
+
+
+def _callback_schemas() -> dict[str, Schema]:
+    outcome = _enum(
+        [*(o.value for o in Outcome), UNKNOWN_ORDER, UNKNOWN_STATUS],
+        f"What became of the event. `{UNKNOWN_ORDER}` (no booking with that id) and `{UNKNOWN_STATUS}` "
+        "are recorded for the operator without effect.",
+    )
+    receipt = _obj(
+        {"received": _int("Events stored (one per callback).", minimum=0), "outcomes": _array(outcome)}
+    )
+    return {"CallbackReceipt": receipt, **_gosend_schemas(), **_grab_schemas(), **_borzo_schemas()}
+
+
 def _ops_schemas() -> dict[str, Schema]:
     return {
         "Health": _obj({"status": {"const": "ok"}}),
@@ -523,6 +781,8 @@ def _schemas() -> dict[str, Schema]:
         **_order_results(),
         **_order_requests(),
         **_admin_schemas(),
+        **_driver_schemas(),
+        **_callback_schemas(),
         **_ops_schemas(),
     }
 
@@ -545,7 +805,8 @@ def _responses() -> dict[str, Schema]:
     return {
         "BadRequest": _transport("The body is not valid JSON."),
         "Unauthorized": _transport(
-            "Missing, unknown or revoked credentials (admin: also when LACAK_ADMIN_TOKEN is unset).",
+            "Missing, unknown or revoked credentials (admin: also when LACAK_ADMIN_TOKEN is unset; "
+            "courier callbacks: also when the courier's secret is unset).",
             {"WWW-Authenticate": "`Bearer`"},
         ),
         "NotFound": _transport("No route matches the URL (unknown path, trailing slash, missing id)."),
@@ -598,15 +859,22 @@ def _operation(
     *,
     params: list[Schema] | None = None,
     body: str | None = None,
+    security: str | None = None,
 ) -> Schema:
+    """An operation; its security scheme is its tag's unless `security` names another."""
     op: Schema = {"operationId": operation_id, "summary": summary, "description": description, "tags": [tag]}
     if params:
         op["parameters"] = params
     if body is not None:
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
     op["responses"] = responses
-    op["security"] = [{SECURITY[tag]: []}] if tag in SECURITY else []
+    scheme = security or SECURITY.get(tag)
+    op["security"] = [{scheme: []}] if scheme else []
     return op
+
+
+def _error_refs(errors: dict[str, str]) -> dict[str, Schema]:
+    return {status: {"$ref": f"#/components/responses/{name}"} for status, name in sorted(errors.items())}
 
 
 def _api(
@@ -628,16 +896,14 @@ def _api(
     success = _success(result, code=code, method=method, text=text or {"const": "success"})
     ok: Schema = {
         "description": "The business outcome, success or failure: a failure is still HTTP 200, "
-        "with `status: false` and `code` 2 (not found, invalid order, wrong state, "
-        "distance too long) or 422 (validation; `text` names the first bad field).",
+        "with `status: false` and `code` 2 (a business rule refused it: not found, wrong state, "
+        "…, see the operation) or 422 (validation; `text` names the first bad field).",
         "content": {JSON: {"schema": {"oneOf": [success, _ref("BusinessFailure")]}}},
     }
     if headers:
         ok["headers"] = headers
-    responses: dict[str, Schema] = {"200": ok, **(extra or {})}
     errors = {**ERRORS, **BODY_ERRORS} if body is not None else ERRORS
-    for status, name in sorted(errors.items()):
-        responses[status] = {"$ref": f"#/components/responses/{name}"}
+    responses: dict[str, Schema] = {"200": ok, **(extra or {}), **_error_refs(errors)}
     return _operation(tag, operation_id, summary, description, responses, params=params, body=body)
 
 
@@ -822,8 +1088,174 @@ def _admin_paths() -> dict[str, dict[str, Schema]]:
     }
 
 
+def _driver_paths() -> dict[str, dict[str, Schema]]:
+    order_id = _path(
+        "order_id",
+        "The order's numeric `id` from a driver answer (not the merchant's order id). Anything "
+        "but digits answers `data not found` (code 2, HTTP 200).",
+        examples=["42"],
+    )
+    point = {
+        name: _param(
+            name,
+            "query",
+            f"The {text} to measure from; send both or neither.",
+            _coordinate(name),
+            required=False,
+        )
+        for name, text in (("lat", "latitude"), ("long", "longitude"))
+    }
+    limit = _int("How many orders.", minimum=1, maximum=drivers.MAX_LIMIT, default=drivers.DEFAULT_LIMIT)
+    return {
+        f"{DRIVER_API}/orders/available": {
+            "get": _api(
+                DRIVER,
+                "availableOrders",
+                "Open fleet orders, nearest pickup first",
+                "Orders booked with the `fleet` provider that are `finding_driver`, nearest pickup first, "
+                "measured from `lat`/`long` or, without both, from the driver's last reported position "
+                "(none yet: 422 `The lat field is required.`). The parties' phones and the merchant "
+                "are left out.",
+                _ref("BoardResult"),
+                params=[
+                    point["lat"],
+                    point["long"],
+                    _param("limit", "query", "Page size.", limit, required=False),
+                ],
+            )
+        },
+        f"{DRIVER_API}/orders": {
+            "get": _api(
+                DRIVER,
+                "carriedOrders",
+                "The orders this driver carries",
+                "Every order the driver accepted and has not finished (assigned to returning, or on hold), "
+                "with the parties' phones.",
+                _ref("CarriedResult"),
+            )
+        },
+        f"{DRIVER_API}/orders/{{order_id}}/accept": {
+            "post": _api(
+                DRIVER,
+                "acceptOrder",
+                "Take an open order",
+                "First driver wins: the order becomes `driver_assigned` with this driver and tracking code "
+                f"`FLT-{{id}}-{{driver id}}`. Another driver's order answers `{drivers.TAKEN}` (code 2); an "
+                "unknown, cancelled or non-fleet order `data not found` (code 2). Accepting one's own "
+                "order again answers it unchanged. No body is read.",
+                _ref("DriverOrder"),
+                params=[order_id],
+            )
+        },
+        f"{DRIVER_API}/orders/{{order_id}}/status": {
+            "post": _api(
+                DRIVER,
+                "reportStatus",
+                "Move the driver's own order on",
+                "Applies `status` by the lifecycle rules. A stale or refused move answers code 2 "
+                "(`order {id} is {state}: it cannot move to {status}`), a repeat the order unchanged; "
+                "an order that is not this driver's answers `data not found` (code 2).",
+                _ref("DriverOrder"),
+                params=[order_id],
+                body="StatusRequest",
+            )
+        },
+        f"{DRIVER_API}/location": {
+            "post": _api(
+                DRIVER,
+                "reportLocation",
+                "Report a batch of positions",
+                "The newest point becomes the driver's live position (an older batch never moves it "
+                "back); every point joins the trail of each order the driver carries. One bad point "
+                "refuses the batch (422, `text` names it, e.g. `The points.0.at field ...`).",
+                _ref("LocationResult"),
+                body="LocationRequest",
+            )
+        },
+    }
+
+
+def _callback(provider: str, operation_id: str, summary: str, description: str, body: str) -> Schema:
+    """A courier's status callback: its own authentication, one stored event per call."""
+    stored = _success(_ref("CallbackReceipt"), code=0, method=None, text={"const": "ok"})
+    responses = {
+        "200": _plain(
+            "Authenticated and stored (and applied, when order and status are known).", JSON, stored
+        ),
+        "400": _transport(
+            "Authenticated, but the body is not this courier's JSON (not JSON, or a field it needs is "
+            "missing, mistyped or not a valid time); nothing is stored."
+        ),
+        **_error_refs({**ERRORS, "413": "PayloadTooLarge"}),
+    }
+    text = (
+        f"{description} Authenticity is checked before anything else and a refused call stores "
+        "nothing. An authenticated event is answered 200 once it is stored, even for an unknown "
+        "order or status, so the courier stops retrying."
+    )
+    return _operation(
+        COURIERS,
+        operation_id,
+        summary,
+        text,
+        dict(sorted(responses.items())),
+        body=body,
+        security=CALLBACK_AUTH[provider],
+    )
+
+
+def _courier_paths() -> dict[str, dict[str, Schema]]:
+    rows = [
+        (
+            gosend.PROVIDER,
+            "gosendCallback",
+            "GoSend booking_event webhook",
+            "A GoSend booking's status.",
+            "GoSendBookingEvent",
+        ),
+        (
+            grab_express.PROVIDER,
+            "grabExpressCallback",
+            "GrabExpress tracking webhook",
+            "A GrabExpress delivery's status, driver and position.",
+            "GrabTrackingEvent",
+        ),
+        (
+            borzo.PROVIDER,
+            "borzoCallback",
+            "Borzo order / delivery callback",
+            "A Borzo order's or delivery's status, courier and position.",
+            "BorzoCallback",
+        ),
+    ]
+    return {f"/couriers/{provider}/callback": {"post": _callback(provider, *row)} for provider, *row in rows}
+
+
 def _plain(description: str, media: str, schema: Schema) -> Schema:
     return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _avatar_path() -> dict[str, dict[str, Schema]]:
+    seed = _path(
+        "seed",
+        "Any name; the same seed always draws the same face.",
+        pattern=f"^{avatars._SEED.pattern}$",
+        examples=["budi"],
+    )
+    picture = {
+        **_plain("The portrait.", SVG, _str()),
+        "headers": {"Cache-Control": _header(f"`{avatars.CACHE}`")},
+    }
+    unknown = _transport("The seed is not 1 to 64 of `A-Z a-z 0-9 _ -` (envelope `avatar not found`).")
+    op = _operation(
+        OPS,
+        "avatar",
+        "A made-up driver's photo",
+        "A small SVG portrait drawn from the seed; the simulator's drivers use it as their photo.",
+        {"200": picture, "404": unknown},
+        params=[seed],
+    )
+    return {"/avatars/{seed}.svg": {"get": op}}
 
 
 def _ops_paths() -> dict[str, dict[str, Schema]]:
@@ -869,6 +1301,39 @@ def _ops_paths() -> dict[str, dict[str, Schema]]:
 # -- the document ---------------------------------------------------------------------------
 
 
+def _security_schemes() -> dict[str, Schema]:
+    bearer = {
+        "merchantKey": "The merchant's API key: `Authorization: Bearer <key>`.",
+        "adminToken": "The operator token set as `LACAK_ADMIN_TOKEN`.",
+        "driverToken": "A driver's token (`drv_…`) from `lacak driver create`; it stops at once on "
+        "`lacak driver revoke`. Merchant keys are refused here, driver tokens everywhere else.",
+    }
+    header = {
+        "gosendToken": (
+            CourierSettings().gosend_callback_header,
+            "`LACAK_GOSEND_CALLBACK_TOKEN`: the whole value of the header named by "
+            "`LACAK_GOSEND_CALLBACK_HEADER` (default `Authorization`) must equal it.",
+        ),
+        "grabToken": (
+            "Authorization",
+            "`LACAK_GRAB_CALLBACK_TOKEN`: the whole `Authorization` value must equal it.",
+        ),
+        "borzoSignature": (
+            "X-DV-Signature",
+            "Not a static key: the hex HMAC-SHA256 of the raw request body keyed with "
+            "`LACAK_BORZO_CALLBACK_SECRET` (case and surrounding spaces ignored).",
+        ),
+    }
+    unset = " Unset on the server: every such callback is refused (401)."
+    return {
+        **{name: {"type": "http", "scheme": "bearer", "description": text} for name, text in bearer.items()},
+        **{
+            name: {"type": "apiKey", "in": "header", "name": where, "description": text + unset}
+            for name, (where, text) in header.items()
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     """The complete OpenAPI 3.1.0 document (a fresh dict on every call)."""
     return {
@@ -883,22 +1348,23 @@ def document() -> dict[str, Any]:
         "tags": [
             {"name": MITRA, "description": "KiriminAja Mitra instant API (merchant API key)."},
             {"name": ADMIN, "description": "Operator API (`LACAK_ADMIN_TOKEN`)."},
-            {"name": OPS, "description": "Health, readiness, metrics and this document; no auth."},
-        ],
-        "paths": {**_mitra_paths(), **_admin_paths(), **_ops_paths()},
-        "components": {
-            "securitySchemes": {
-                "merchantKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "The merchant's API key: `Authorization: Bearer <key>`.",
-                },
-                "adminToken": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "The operator token set as `LACAK_ADMIN_TOKEN`.",
-                },
+            {"name": DRIVER, "description": "The operator's own fleet: the driver app's API (driver token)."},
+            {"name": COURIERS, "description": "Status callbacks from GoSend, GrabExpress and Borzo."},
+            {
+                "name": OPS,
+                "description": "Health, readiness, metrics, this document and driver avatars; no auth.",
             },
+        ],
+        "paths": {
+            **_mitra_paths(),
+            **_admin_paths(),
+            **_driver_paths(),
+            **_courier_paths(),
+            **_ops_paths(),
+            **_avatar_path(),
+        },
+        "components": {
+            "securitySchemes": _security_schemes(),
             "schemas": _schemas(),
             "responses": _responses(),
         },
