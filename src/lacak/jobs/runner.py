@@ -104,9 +104,13 @@ class Runner:
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                if await self.run_once() >= self.batch:
-                    continue  # more may be due right now
+                # A cheap read first: a wake-up after a state change that enqueued nothing
+                # (or work due later) must not cost a write transaction.
                 wait = await self._until_next_due()
+                if wait <= 0 and await self.run_once() >= self.batch:
+                    continue  # more may be due right now
+                if wait <= 0:
+                    wait = await self._until_next_due()
             except StorageError:
                 log.exception("task loop: database error")
                 wait = self.idle

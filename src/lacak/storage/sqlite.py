@@ -9,8 +9,10 @@ processes wait on SQLite's own lock (busy_timeout).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -21,6 +23,7 @@ from typing import Any
 from lacak.errors import DatabaseUnavailable, StorageError, UniqueViolation
 from lacak.timeutil import wire
 
+log = logging.getLogger("lacak.storage")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -85,6 +88,40 @@ class SQLiteConnection:
             raise _translate(exc) from exc
 
 
+class Checkpointer:
+    """Moves WAL frames into the database file from a background thread.
+
+    PASSIVE checkpoints never wait for readers or writers, so the thread cannot stall the
+    server; it only keeps the WAL from growing. Every process runs one (harmless: SQLite
+    serialises checkpoints itself).
+    """
+
+    def __init__(self, path: str, every: float = 0.5) -> None:
+        self.path = path
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lacak-sqlite-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=1000")
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    log.warning("sqlite checkpoint failed", exc_info=True)
+        finally:
+            conn.close()
+
+
 class SQLiteDatabase:
     dialect = "sqlite"
 
@@ -94,17 +131,26 @@ class SQLiteDatabase:
         self._writer: SQLiteConnection | None = None
         self._raw: list[sqlite3.Connection] = []
         self._lock = asyncio.Lock()
+        self._checkpointer: Checkpointer | None = None
 
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             read, write = _open(self.path), _open(self.path)
+            # SQLite's automatic checkpoint runs inside whichever COMMIT crosses the threshold,
+            # on the event loop, and stalls every request for milliseconds; a thread does it.
+            write.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         self._raw = [read, write]
         self._reader, self._writer = SQLiteConnection(read), SQLiteConnection(write)
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         for conn in self._raw:
             conn.close()
         self._raw = []
