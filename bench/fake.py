@@ -19,10 +19,11 @@ from typing import Any
 
 from lacak.crypto import SecretBox
 from lacak.merchants import keys
+from lacak.orders.views import tracking_json
 from lacak.pricing.geo import straight_route
 from lacak.pricing.quote import quote
 from lacak.pricing.tariff import load_tariff
-from lacak.storage.rows import MERCHANT_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS
+from lacak.storage.rows import MERCHANT_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS, order_from_row
 
 Row = tuple[Any, ...]
 Stamp = Callable[[datetime], Any]  # how a timestamp goes into the database (text or datetime)
@@ -56,7 +57,7 @@ ORDER_COLS = (
     "finished_at", "canceled_at", "updated_at",
 )  # fmt: skip
 # Newer columns, filled (after ORDER_COLS) only when the migrated table has them.
-OPTIONAL_ORDER_COLS = ("driver_plate",)
+OPTIONAL_ORDER_COLS = ("driver_plate", "tracking_json")
 
 _FIRST = ("Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Fajar", "Ayu",
           "Eko", "Rina", "Hendra", "Wulan", "Dimas", "Sri", "Yusuf", "Indah", "Bayu", "Lestari",
@@ -339,6 +340,7 @@ def order_rows(
 ) -> Iterator[Row]:
     """Rows for ORDER_COLS, then for each of `optional` (a subset of OPTIONAL_ORDER_COLS)."""
     plates = "driver_plate" in optional
+    views_json = "tracking_json" in optional
     rng = random.Random(plan.seed + 1)
     fates, drivers = _fate_pool(plan.seed), _drivers(plan.seed)
     minute = _MINUTE
@@ -364,4 +366,7 @@ def order_rows(
             _later(stamp, created, fate.finished), _later(stamp, created, fate.canceled),
             stamp(created + minute * fate.updated),
         )  # fmt: skip
-        yield (*row, plate) if plates else row
+        extra: tuple[Any, ...] = (plate,) if plates else ()
+        if views_json:  # what lacak stores with each order since schema 0004
+            extra += (tracking_json(order_from_row(row)),)
+        yield (*row, *extra)

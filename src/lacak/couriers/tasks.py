@@ -148,7 +148,8 @@ class CancelTask:
 async def _set_live_url(tx: Connection, order_pk: int, url: str, now: datetime) -> None:
     # Not a state change (no seq, no webhook); updated_at moves so the tracking ETag does.
     await tx.execute(
-        "UPDATE orders SET live_tracking_url = $2, updated_at = $3 WHERE id = $1"
+        # tracking_json = NULL: the stored view no longer matches; lookups render from columns.
+        "UPDATE orders SET live_tracking_url = $2, updated_at = $3, tracking_json = NULL WHERE id = $1"
         " AND live_tracking_url IS DISTINCT FROM $2",
         order_pk,
         url,

@@ -39,7 +39,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # the same event again: not recorded twice
 
 
-class Place(msgspec.Struct, frozen=True):
+class Place(msgspec.Struct, frozen=True, gc=False):
     name: str
     phone: str
     address: str
@@ -48,13 +48,15 @@ class Place(msgspec.Struct, frozen=True):
     long: float
 
 
-class Driver(msgspec.Struct, frozen=True):
+class Driver(msgspec.Struct, frozen=True, gc=False):
     name: str | None = None
     phone: str | None = None
     photo: str | None = None
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+# gc=False: orders hold only scalars and other gc-free structs, never cycles; not tracking
+# them keeps the garbage collector off the lookup path.
+class Order(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     pk: int
     merchant_id: int
     order_id: str

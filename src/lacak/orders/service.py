@@ -19,7 +19,7 @@ from lacak.orders.requests import Package, PickupRequest, PricingRequest
 from lacak.pricing.geo import city_route
 from lacak.pricing.quote import Quote, insurance_value, quote
 from lacak.pricing.tariff import SERVICES, Tariff
-from lacak.storage.store import Store
+from lacak.storage.store import Store, TrackingView
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +46,15 @@ class Orders:
         if order is None:
             raise NotFound()
         return order
+
+    async def tracking_view(self, merchant: Merchant, order_id: str) -> TrackingView:
+        """The stored tracking JSON of the order; its `json` is None if it must be rendered."""
+        if not validation.valid_order_id(order_id):
+            raise NotFound()
+        view = await self.store.tracking_view(merchant.id, order_id)
+        if view is None:
+            raise NotFound()
+        return view
 
     async def payment(self, merchant: Merchant, payment_id: str) -> tuple[Payment, list[Order]]:
         if not payment_id or len(payment_id) > 64:

@@ -47,7 +47,7 @@ ORDER_COLUMNS = (
 _STATES = State._value2member_map_
 
 
-def order_from_row(row: Row) -> Order:
+def order_from_row(row: Row | tuple[Any, ...]) -> Order:
     # Positional unpacking (in ORDER_COLUMNS order): this runs on every tracking lookup, and
     # by-name access on sqlite3.Row costs more than the query itself.
     (

@@ -14,7 +14,7 @@ import msgspec
 
 from lacak.errors import DuplicateOrderId, NotFound
 from lacak.merchants.models import Merchant, PaymentMode
-from lacak.orders import lifecycle
+from lacak.orders import lifecycle, views
 from lacak.orders.models import (
     PAID,
     HistoryEvent,
@@ -31,6 +31,7 @@ from lacak.storage.rows import (
     MERCHANT_COLUMNS,
     ORDER_COLUMNS,
     PAYMENT_COLUMNS,
+    as_dt,
     event_from_row,
     event_values,
     merchant_from_row,
@@ -76,6 +77,13 @@ class Change(msgspec.Struct, frozen=True):
 
 # Work that must happen atomically with a state change (e.g. enqueue a courier booking).
 Effect = Callable[[Connection, Change], Awaitable[None]]
+
+
+class TrackingView(msgspec.Struct, frozen=True, gc=False):
+    pk: int
+    seq: int
+    updated_at: datetime
+    json: str | None
 
 
 class Store:
@@ -305,8 +313,10 @@ class Store:
 
     async def _insert_order(self, tx: Connection, draft: Order) -> Order:
         pk = await tx.fetchval(
-            f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({placeholders(_N_ORDER)}) RETURNING id",
+            f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}, tracking_json)"
+            f" VALUES ({placeholders(_N_ORDER + 1)}) RETURNING id",
             *order_values(draft),
+            views.tracking_json(draft),
         )
         order = msgspec.structs.replace(draft, pk=pk)
         created = HistoryEvent(
@@ -373,6 +383,18 @@ class Store:
         merchant = await self._merchant(tx, order.merchant_id)
         return await self._decide(tx, merchant, order, update, now)
 
+    async def tracking_view(self, merchant_id: int, order_id: str) -> TrackingView | None:
+        """The stored tracking JSON (None until rendered) and what the ETag is made of."""
+        row = await self.db.fetchrow(
+            "SELECT id, seq, updated_at, tracking_json FROM orders WHERE merchant_id = $1 AND order_id = $2",
+            merchant_id,
+            order_id,
+        )
+        if row is None:
+            return None
+        pk, seq, updated_at, body = row
+        return TrackingView(pk, seq, as_dt(updated_at), body)  # type: ignore[arg-type]  # NOT NULL column
+
     async def order_by_pk(self, order_pk: int) -> Order | None:
         row = await self.db.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_pk)
         return None if row is None else order_from_row(row)
@@ -418,7 +440,7 @@ class Store:
                 "UPDATE orders SET state = $2, hold_from = $3, seq = $4, tracking_code = $5,"
                 " driver_name = $6, driver_phone = $7, driver_photo = $8, cancel_description = $9,"
                 " live_tracking_url = $10, allocated_at = $11, finished_at = $12,"
-                " canceled_at = $13, updated_at = $14 WHERE id = $1",
+                " canceled_at = $13, updated_at = $14, tracking_json = $15 WHERE id = $1",
                 after.pk,
                 after.state.value,
                 after.hold_from.value if after.hold_from else None,
@@ -433,6 +455,7 @@ class Store:
                 after.finished_at,
                 after.canceled_at,
                 after.updated_at,
+                views.tracking_json(after),
             )
             await self._insert_event(tx, decision.event)
             await self._enqueue(tx, merchant, after, now)
