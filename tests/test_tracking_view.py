@@ -8,7 +8,8 @@ from tests.support import Api, Backend, Server, advance, create_order
 
 
 def _pk(backend: Backend, api: Api, order_id: str) -> int:
-    rows = backend.query("SELECT id FROM orders WHERE merchant_id = $1 AND order_id = $2", api.merchant_id, order_id)
+    sql = "SELECT id FROM orders WHERE merchant_id = $1 AND order_id = $2"
+    rows = backend.query(sql, api.merchant_id, order_id)
     return int(rows[0]["id"])
 
 
