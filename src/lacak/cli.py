@@ -103,22 +103,16 @@ def worker() -> None:
     """Run the task loop only (simulator steps, courier bookings), for scaling out."""
     import signal
 
-    settings = _settings()
-    _prepare(settings)
-    logs.configure(settings.log_level)
+    logs.configure(_settings().log_level)
 
-    async def main() -> None:
+    async def loop_until_signalled(s: Services) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with services(settings) as s:
-            await s.couriers.runner.run_forever(stop)
+        await s.couriers.runner.run_forever(stop)
 
-    try:
-        asyncio.run(main())
-    except LacakError as exc:
-        raise click.ClickException(exc.message) from None
+    run(loop_until_signalled)
 
 
 @main.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lacak.errors import ConfigError
@@ -151,16 +151,6 @@ class Settings:
     def base_url(self) -> str:
         """Where lacak is reachable from outside (driver photos, links)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-
-    @property
-    def sqlite_path(self) -> Path:
-        url = self.resolved_database_url
-        if not url.startswith("sqlite:///"):
-            raise ConfigError(f"not a sqlite URL: {url}")
-        return Path(url.removeprefix("sqlite:///"))
-
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]  # dataclasses.replace is untyped per field
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -19,7 +19,3 @@ def wire(value: datetime | str | None) -> str | None:
         value = value.astimezone(UTC)
     # isoformat is several times faster than strftime, and this runs on every lookup.
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_wire(value: str) -> datetime:
-    return datetime.strptime(value, WIRE_FORMAT).replace(tzinfo=UTC)

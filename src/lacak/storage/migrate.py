@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -32,11 +30,3 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-
-
-def current_revision_sqlite(path: str) -> str | None:
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
-    engine.dispose()
-    return rev
