@@ -81,6 +81,9 @@ def server_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
         # in years) unless a test starts its own server with LACAK_SIM_* settings, so orders
         # only move when a test moves them.
         LACAK_SIM_FIND_DELAY="100000000",
+        # Servers share their test database with others: only the webhook tests, which pass
+        # LACAK_RUN_WEBHOOKS=1, dispatch (and they use databases of their own).
+        LACAK_RUN_WEBHOOKS="0",
     )
     env.update(extra)
     return env

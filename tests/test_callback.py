@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from standardwebhooks.webhooks import Webhook
+
 from tests.support import Api, Backend, Server, advance, create_merchant, create_order
 
 
@@ -14,15 +16,17 @@ def _set(api: Api, url: str) -> dict[str, object]:
 
 def test_public_url_is_accepted_in_kiriminaja_words(api: Api, backend: Backend) -> None:
     url = "https://93.184.216.34/kiriminaja/webhook"
-    assert _set(api, url) == {
-        "status": True,
-        "text": f"Callback di set ke {url}",
-        "code": 0,
-        "method": "set_callback",
-        "result": None,
-    }
+    first = _set(api, url)
+    secret = first.pop("result")
+    assert first == {"status": True, "text": f"Callback di set ke {url}", "code": 0, "method": "set_callback"}
+    # The first set_callback hands out the signing secret once; later ones never show it again.
+    assert isinstance(secret, dict) and set(secret) == {"webhook_secret"}
+    assert str(secret["webhook_secret"]).startswith("whsec_")
+    Webhook(str(secret["webhook_secret"]))  # a secret the standardwebhooks package accepts
+    again = _set(api, url + "2")
+    assert again["status"] is True and again["result"] is None
     rows = backend.query("SELECT callback_url FROM merchants WHERE id = $1", api.merchant_id)
-    assert rows == [{"callback_url": url}]
+    assert rows == [{"callback_url": url + "2"}]
 
 
 def test_outbox_rows_wait_for_an_endpoint_then_queue(api: Api, backend: Backend, server: Server) -> None:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.anyio
 S = State
 A, ST, RF, DUP = Outcome.APPLIED, Outcome.STALE, Outcome.REFUSED, Outcome.DUPLICATE
 DRIVER = Driver("Budi", "081200000001", None)
-CALLBACK = "https://merchant.example.com/hook"
+CALLBACK = "http://127.0.0.1:9/hook"  # never called: no dispatcher runs in these tests
 
 # From finding_driver (a fresh paid order) to each state, one applied move at a time.
 PATH: dict[State, list[State]] = {
@@ -89,11 +89,16 @@ class Env:
 
 @asynccontextmanager
 async def env(backend: Backend, *, prepaid: bool = False, callback: bool = False) -> AsyncIterator[Env]:
-    settings = Settings(database_url=backend.database_url, data_dir=backend.data_dir, secret_key="11" * 32)
+    settings = Settings(
+        database_url=backend.database_url,
+        data_dir=backend.data_dir,
+        secret_key="11" * 32,
+        webhook_allow_private=True,
+    )
     async with services(settings) as s:
         merchant, _ = await s.merchants.create(f"store-{uuid.uuid4().hex[:12]}", prepaid=prepaid)
         if callback:
-            await s.merchants.set_callback(merchant, CALLBACK)
+            await s.hooks.service.set_callback(merchant.id, CALLBACK)
         yield Env(s, backend, merchant)
 
 
@@ -187,7 +192,7 @@ async def test_callback_set_after_login_still_makes_pending_rows(backend: Backen
     # The merchant record in hand predates set_callback (as a cached one in another worker
     # would): the outbox status must follow the database, not the stale copy.
     async with env(backend) as e:
-        await e.s.merchants.set_callback(e.merchant, CALLBACK)
+        await e.s.hooks.service.set_callback(e.merchant.id, CALLBACK)
         assert e.merchant.callback_url is None
         (order,) = await e.create()
         assert [d.status for d in await e.store.deliveries(order.pk)] == ["pending"]

@@ -100,7 +100,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
 @main.command()
 def worker() -> None:
-    """Run the task loop only (simulator steps, courier bookings), for scaling out."""
+    """Run the background loops only (simulator steps, courier bookings, webhook delivery)."""
     import signal
 
     logs.configure(_settings().log_level)
@@ -110,7 +110,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await s.couriers.runner.run_forever(stop)
+        await asyncio.gather(s.couriers.runner.run_forever(stop), s.hooks.run(stop))
 
     run(loop_until_signalled)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -47,6 +48,39 @@ class Metrics:
         )
         self.driver_positions = Counter(
             "lacak_driver_positions", "Driver position points stored", ["source"], registry=r
+        )
+
+        self.webhook_attempts = Counter(
+            "lacak_webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, failed, disabled)",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "lacak_webhook_attempt_seconds",
+            "Time from sending a webhook to its answer (or error)",
+            buckets=WEBHOOK_BUCKETS,
+            registry=r,
+        )
+        # Every process computes these from the database, so under several workers any one
+        # live process's value is the answer ("livemax").
+        self.webhook_queue_depth = Gauge(
+            "lacak_webhook_queue_depth",
+            "Deliveries waiting to be sent (pending)",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.webhook_oldest_pending = Gauge(
+            "lacak_webhook_oldest_pending_seconds",
+            "Age of the oldest pending delivery",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.webhook_disabled_endpoints = Gauge(
+            "lacak_webhook_disabled_endpoints",
+            "Merchant webhook endpoints currently disabled",
+            multiprocess_mode="livemax",
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -120,6 +120,35 @@ class CourierSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Outbound webhook delivery (webhooks.md)."""
+
+    run: bool = True  # serve also dispatches webhooks (`lacak worker` always does)
+    timeout: float = 15.0
+    concurrency: int = 100  # sends in flight per process
+    per_endpoint: int = 10  # sends in flight per merchant endpoint per process
+    lease: float = 60.0  # a claimed delivery is someone else's after this; > timeout
+    retry_scale: float = 1.0  # divides every retry delay: tests compress hours into seconds
+    disable_after_hours: float = 24.0
+    rotation_overlap_hours: float = 24.0
+
+    @classmethod
+    def from_env(cls, e: _Env) -> WebhookSettings:
+        timeout = max(0.1, e.num("LACAK_WEBHOOK_TIMEOUT", 15.0))
+        return cls(
+            run=e.flag("LACAK_RUN_WEBHOOKS", True),
+            timeout=timeout,
+            concurrency=max(1, int(e.num("LACAK_WEBHOOK_CONCURRENCY", 100))),
+            per_endpoint=max(1, int(e.num("LACAK_WEBHOOK_PER_ENDPOINT", 10))),
+            # Never shorter than a request can take, or a live send would be taken over.
+            lease=max(timeout + 5.0, e.num("LACAK_WEBHOOK_LEASE", timeout + 45.0)),
+            retry_scale=max(1e-3, e.num("LACAK_WEBHOOK_RETRY_SCALE", 1.0)),
+            disable_after_hours=max(0.0, e.num("LACAK_WEBHOOK_DISABLE_AFTER_HOURS", 24.0)),
+            rotation_overlap_hours=max(0.0, e.num("LACAK_WEBHOOK_ROTATION_OVERLAP_HOURS", 24.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("lacak-data")
     database_url: str = ""
@@ -138,6 +167,7 @@ class Settings:
     task_lease: float = 60.0  # seconds a claimed task is held before another process may take it
     sim: SimSettings = field(default_factory=SimSettings)
     couriers: CourierSettings = field(default_factory=CourierSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -177,4 +207,5 @@ class Settings:
             task_lease=max(1.0, e.num("LACAK_TASK_LEASE", 60.0)),
             sim=SimSettings.from_env(e),
             couriers=CourierSettings.from_env(e),
+            webhooks=WebhookSettings.from_env(e),
         )

@@ -18,6 +18,7 @@ from lacak.storage.db import Database, connect
 from lacak.storage.migrate import head_revision
 from lacak.storage.store import Store
 from lacak.timeutil import utcnow
+from lacak.webhooks.wiring import WebhookRuntime
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Services:
     orders: Orders
     metrics: Metrics
     couriers: Couriers
+    hooks: WebhookRuntime
 
 
 async def ensure_schema(db: Database) -> None:
@@ -56,6 +58,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         store = Store(db)
         metrics = metrics or Metrics()
         couriers = Couriers.build(settings, db, store, metrics)
+        hooks = WebhookRuntime.build(settings, db, store, box, metrics)
         try:
             yield Services(
                 settings=settings,
@@ -65,8 +68,10 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
                 orders=Orders(store, tariff, utcnow, metrics),
                 metrics=metrics,
                 couriers=couriers,
+                hooks=hooks,
             )
         finally:
+            await hooks.close()
             await couriers.close()
     finally:
         await db.close()

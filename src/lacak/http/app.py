@@ -43,6 +43,8 @@ def create_app(settings: Settings) -> Starlette:
             app.state.services = s
             if settings.run_tasks:
                 s.couriers.start()
+            if settings.webhooks.run:
+                s.hooks.start()
             try:
                 yield
             finally:

@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lacak import netguard
 from lacak.errors import NotFound
 from lacak.http import body, render
 from lacak.http.envelope import JSON, ok
@@ -83,12 +82,13 @@ async def get_payment(request: Request, merchant: Merchant, s: Services) -> Resp
 
 
 async def set_callback(request: Request, merchant: Merchant, s: Services) -> Response:
-    """Set the merchant's webhook URL."""
+    """Set the merchant's webhook URL; the first call also returns the signing secret, once."""
     req = await body.decode(request, CallbackRequest)
     url = req.url.strip()
-    await netguard.check_url(url, allow_private=s.settings.webhook_allow_private)
-    await s.merchants.set_callback(merchant, url)
-    return ok(None, text=f"Callback di set ke {url}", method="set_callback")
+    secret = await s.hooks.service.set_callback(merchant.id, url)
+    s.merchants.cache.clear()  # cached merchants carry the old callback URL
+    result = None if secret is None else {"webhook_secret": secret}
+    return ok(result, text=f"Callback di set ke {url}", method="set_callback")
 
 
 def routes() -> list[Route]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from lacak.crypto import SecretBox
-from lacak.errors import AuthError, CallbackRefused, DomainError, NotFound, UniqueViolation
+from lacak.errors import AuthError, DomainError, NotFound, UniqueViolation
 from lacak.merchants import keys
 from lacak.merchants.models import Merchant, PaymentMode
 from lacak.storage.store import Store
@@ -108,12 +108,6 @@ class Merchants:
         await self.store.set_payment_mode(merchant.id, mode)
         self.cache.clear()
         return await self.get(ref)
-
-    async def set_callback(self, merchant: Merchant, url: str) -> None:
-        if not url:
-            raise CallbackRefused("The url field is required.")
-        await self.store.set_callback(merchant.id, url)
-        self.cache.clear()
 
     async def api_key(self, merchant: Merchant) -> str | None:
         sealed = await self.store.active_key_enc(merchant.id)

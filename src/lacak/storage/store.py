@@ -175,10 +175,6 @@ class Store:
         )
         return None if row is None else str(row["key_enc"])
 
-    async def set_callback(self, merchant_id: int, url: str) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute("UPDATE merchants SET callback_url = $2 WHERE id = $1", merchant_id, url)
-
     async def set_payment_mode(self, merchant_id: int, mode: PaymentMode) -> None:
         async with self.db.transaction() as tx:
             await tx.execute("UPDATE merchants SET payment_mode = $2 WHERE id = $1", merchant_id, mode.value)
@@ -466,22 +462,28 @@ class Store:
             await self._insert_event(tx, decision.event)
 
     async def _enqueue(self, tx: Connection, merchant: Merchant, order: Order, now: datetime) -> None:
-        # The outbox row is written in the state change's own transaction; a merchant with no
-        # callback yet still gets the row (`no_endpoint`) so nothing is lost if one is set later.
-        status = "pending" if merchant.callback_url else "no_endpoint"
-        await tx.execute(
+        # The outbox row is written in the state change's own transaction. Its status comes
+        # from the merchant's row as it is now (not from a cached Merchant): `no_endpoint`
+        # without a callback URL, `paused` while the endpoint is disabled; both are kept so
+        # nothing is lost, and can be sent later.
+        status = await tx.fetchval(
             "INSERT INTO deliveries (event_id, merchant_id, order_pk, seq, state, status, payload,"
-            " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            " next_attempt_at, created_at)"
+            " SELECT $1, m.id, $3, $4, $5, CASE WHEN m.callback_url IS NULL THEN 'no_endpoint'"
+            " WHEN e.disabled_at IS NOT NULL THEN 'paused' ELSE 'pending' END, $6, $7, $7"
+            " FROM merchants m LEFT JOIN webhook_endpoints e ON e.merchant_id = m.id WHERE m.id = $2"
+            " RETURNING status",
             new_event_id(),
             merchant.id,
             order.pk,
             order.seq,
             order.state.value,
-            status,
             msgspec.json.encode(order).decode(),
             now,
-            now,
         )
+        if status == "pending" and self.db.dialect == "postgresql":
+            # Delivered at commit: wakes idle webhook workers in every process at once.
+            await tx.execute("NOTIFY lacak_deliveries")
 
     async def mark_payment_paid(self, merchant_id: int, payment_id: str, now: datetime) -> Payment:
         async with self.db.transaction() as tx:

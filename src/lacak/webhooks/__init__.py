@@ -1,0 +1,1 @@
+"""Outbound webhooks: the outbox dispatcher, its dialects, signatures and operations."""

@@ -1,0 +1,312 @@
+"""The loop that sends due webhook deliveries.
+
+One claimer keeps up to `concurrency` sends in flight, at most `per_endpoint` per merchant, so a
+slow or dead endpoint holds a few slots and never the whole worker. Finished attempts are queued
+and written by one recorder in batches (group commit), so the database sees one transaction per
+batch, not per event. A state change in this process wakes the claimer directly (`wake`); on
+PostgreSQL, changes made by other processes wake it through LISTEN/NOTIFY; otherwise it looks
+again when the next retry is due, and at least every `idle` seconds.
+
+Nothing here is needed for correctness after a crash: a claimed row whose result was never
+written becomes due again when its lease ends, and is sent again (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+
+from lacak.crypto import SecretBox
+from lacak.errors import StorageError
+from lacak.metrics import Metrics
+from lacak.orders.models import Order
+from lacak.storage.db import Database
+from lacak.webhooks import dialects, signing, store
+from lacak.webhooks.models import Job
+from lacak.webhooks.schedule import Decision, Policy, Result, Verdict
+from lacak.webhooks.store import Outcome
+from lacak.webhooks.transport import Reply, Transport, TransportError
+
+log = logging.getLogger("lacak.webhooks")
+
+USER_AGENT = "KiriminAja-Push-Services"
+KEY_CONTEXT = b"api-key"
+SECRET_CONTEXT = b"webhook-secret"
+_decode_order = msgspec.json.Decoder(Order).decode
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    concurrency: int = 100
+    per_endpoint: int = 10
+    batch: int = 100
+    lease: float = 60.0  # longer than the request timeout: a live send is never taken over
+    idle: float = 1.0
+
+
+class Secrets:
+    """Opens sealed API keys and signing secrets, remembering the plaintext per sealed value."""
+
+    def __init__(self, box: SecretBox) -> None:
+        self.box = box
+        self._open: dict[tuple[str, bytes], str] = {}
+
+    def open(self, sealed: str, context: bytes) -> str:
+        key = (sealed, context)
+        plain = self._open.get(key)
+        if plain is None:
+            if len(self._open) > 10_000:
+                self._open.clear()
+            plain = self._open[key] = self.box.open(sealed, context=context)
+        return plain
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        secrets: Secrets,
+        policy: Policy,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        config: DispatchConfig,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.secrets = secrets
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self.config = config
+        self._wake = asyncio.Event()
+        self._busy: dict[int, int] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._results: list[Outcome] = []
+        self._have_results = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the claimer -----------------------------------------------------------------------
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        recorder = asyncio.create_task(self._record_forever(), name="lacak-webhook-recorder")
+        gauges = asyncio.create_task(self._gauges_forever(), name="lacak-webhook-gauges")
+        try:
+            while not stop.is_set():
+                wait = await self._claim_and_start()
+                if wait > 0:
+                    await self._sleep(stop, wait)
+        finally:
+            if self._inflight:
+                await asyncio.wait(self._inflight)
+            recorder.cancel()
+            gauges.cancel()
+            await self._flush()
+
+    async def run_once(self) -> int:
+        """Claim what is due, send it, record the results; the number sent (for tests and tools)."""
+        started = await self._claim()
+        if self._inflight:
+            await asyncio.wait(self._inflight)
+        await self._flush()
+        return started
+
+    async def _claim_and_start(self) -> float:
+        """Start what is due; seconds to wait before looking again (0: look again now)."""
+        free = self.config.concurrency - len(self._inflight)
+        if free <= 0:
+            return self.config.idle  # a finishing send wakes us sooner
+        limit = min(free, self.config.batch)
+        try:
+            started = await self._claim(limit)
+            if started >= limit:
+                return 0.0
+            return await self._until_next_due()
+        except StorageError:
+            log.exception("webhook dispatch: database error")
+            return self.config.idle
+
+    async def _claim(self, limit: int | None = None) -> int:
+        now = self.clock()
+        jobs = await store.claim(
+            self.db,
+            now,
+            now + timedelta(seconds=self.config.lease),
+            limit or self.config.batch,
+            busy=self._busy,
+            per_endpoint=self.config.per_endpoint,
+        )
+        for job in jobs:
+            self._busy[job.merchant_id] = self._busy.get(job.merchant_id, 0) + 1
+            task = asyncio.create_task(self._deliver(job))
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _until_next_due(self) -> float:
+        nxt = await store.next_due(self.db)
+        if nxt is None:
+            return self.config.idle
+        return max(0.0, min(self.config.idle, (nxt - self.clock()).total_seconds()))
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        # Let a burst of changes (or of finished sends) gather into one claim.
+        await asyncio.sleep(0.002)
+
+    # -- one delivery ----------------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> None:
+        try:
+            outcome = await self._attempt(job)
+        except Exception as exc:  # one broken delivery must not stop the others
+            log.exception("webhook delivery crashed", extra={"event_id": job.event_id})
+            outcome = self._crashed(job, exc)
+        finally:
+            left = self._busy.get(job.merchant_id, 1) - 1
+            if left:
+                self._busy[job.merchant_id] = left
+            else:
+                self._busy.pop(job.merchant_id, None)
+        self._results.append(outcome)
+        self._have_results.set()
+
+    async def _attempt(self, job: Job) -> Outcome:
+        now = self.clock()
+        if job.disabled or not job.url:
+            reason = "the endpoint is disabled" if job.disabled else "the merchant has no callback URL"
+            return Outcome(job, Decision(Verdict.DISABLED, reason=reason), now, attempted=False)
+        body = self._body(job)
+        headers = await self._headers(job, body)
+        started = time.perf_counter()
+        try:
+            reply = await self.transport.post(job.url, body, headers)
+        except TransportError as exc:
+            elapsed = time.perf_counter() - started
+            result = Result(error_class=exc.kind, permanent=exc.permanent)
+            return self._outcome(job, now, elapsed, result, error=str(exc))
+        return self._reply_outcome(job, now, reply)
+
+    def _reply_outcome(self, job: Job, now: datetime, reply: Reply) -> Outcome:
+        result = Result(status=reply.status, retry_after=reply.retry_after)
+        text = reply.body.decode("utf-8", "replace")
+        error = None if result.ok else f"HTTP {reply.status}"
+        return self._outcome(job, now, reply.elapsed, result, error=error, body=text)
+
+    def _outcome(
+        self,
+        job: Job,
+        now: datetime,
+        elapsed: float,
+        result: Result,
+        *,
+        error: str | None,
+        body: str | None = None,
+    ) -> Outcome:
+        decision = self.policy.decide(result, job.attempt, self.clock(), job.failing_since)
+        self.metrics.webhook_attempts.labels(decision.verdict.value).inc()
+        self.metrics.webhook_latency.observe(elapsed)
+        error_class = None if result.ok else (result.error_class or "http")
+        return Outcome(
+            job,
+            decision,
+            now,
+            duration_ms=round(elapsed * 1000, 3),
+            status_code=result.status,
+            error_class=error_class,
+            error=error,
+            response_body=body,
+        )
+
+    def _crashed(self, job: Job, exc: Exception) -> Outcome:
+        result = Result(error_class="connect")
+        decision = self.policy.decide(result, job.attempt, self.clock(), job.failing_since)
+        return Outcome(job, decision, self.clock(), error=f"internal error: {type(exc).__name__}")
+
+    def _body(self, job: Job) -> bytes:
+        order = _decode_order(job.payload)
+        return dialects.render(
+            dialects.Dialect(job.dialect),
+            order,
+            event_id=job.event_id,
+            event_time=job.created_at,
+            payment=job.payment,
+        )
+
+    async def _headers(self, job: Job, body: bytes) -> dict[str, str]:
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        if job.key_enc:
+            headers["Authorization"] = "Bearer " + self.secrets.open(job.key_enc, KEY_CONTEXT)
+        headers.update(
+            signing.headers(await self._signing_secrets(job), job.event_id, int(time.time()), body)
+        )
+        return headers
+
+    async def _signing_secrets(self, job: Job) -> list[str]:
+        if job.secret_enc is None:
+            # A callback set before signing existed, or by hand in the database: sign anyway.
+            sealed = self.secrets.box.seal(signing.new_secret(), context=SECRET_CONTEXT)
+            async with self.db.transaction() as tx:
+                await store.ensure_secret(tx, job.merchant_id, sealed, self.clock())
+            found = await store.endpoint(self.db, job.merchant_id)
+            assert found is not None and found[1] is not None
+            return [self.secrets.open(found[1], SECRET_CONTEXT)]
+        out = [self.secrets.open(job.secret_enc, SECRET_CONTEXT)]
+        if job.old_secret_enc and job.old_secret_until and job.old_secret_until > self.clock():
+            out.append(self.secrets.open(job.old_secret_enc, SECRET_CONTEXT))
+        return out
+
+    async def _gauges_forever(self, every: float = 5.0) -> None:
+        while True:
+            try:
+                depth, oldest, disabled = await store.counts(self.db)
+            except StorageError:
+                log.warning("webhook gauges: database error")
+            else:
+                age = 0.0 if oldest is None else max(0.0, (self.clock() - oldest).total_seconds())
+                self.metrics.webhook_queue_depth.set(depth)
+                self.metrics.webhook_oldest_pending.set(age)
+                self.metrics.webhook_disabled_endpoints.set(disabled)
+            await asyncio.sleep(every)
+
+    # -- the recorder ----------------------------------------------------------------------
+
+    async def _record_forever(self) -> None:
+        while True:
+            await self._have_results.wait()
+            self._have_results.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._results = self._results, []
+        if not batch:
+            return
+        for attempt in range(5):
+            try:
+                await store.record(self.db, batch, self.clock())
+                return
+            except StorageError:
+                # The sends happened; if their results cannot be written, the leases run out
+                # and the events go again (a duplicate, never a loss).
+                log.exception("webhook results not recorded", extra={"try": attempt + 1, "size": len(batch)})
+                await asyncio.sleep(1.0)

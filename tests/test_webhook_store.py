@@ -1,0 +1,174 @@
+"""The delivery queue in the database: claims, leases, per-endpoint caps, fenced results.
+
+Each backend gets a database of its own: claims see every due row, so rows other tests
+leave behind must not be in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lacak.storage import migrate
+from lacak.timeutil import utcnow
+from lacak.webhooks import store
+from lacak.webhooks.models import Job
+from lacak.webhooks.schedule import Decision, Verdict
+from lacak.webhooks.store import Outcome
+from tests.conftest import REQUIRE_PG
+from tests.support import Backend, postgres_available, postgres_database
+from tests.test_store import Env, env
+
+pytestmark = pytest.mark.anyio
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def own(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    data_dir = tmp_path_factory.mktemp(f"webhook-store-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'lacak.db'}"
+        migrate.upgrade(url)
+        yield Backend("sqlite", url, data_dir)
+        return
+    why = postgres_available()
+    if why is not None:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL required but unreachable: {why}")
+        pytest.skip(f"PostgreSQL unreachable: {why}")
+    with postgres_database() as url:
+        migrate.upgrade(url)
+        yield Backend("postgres", url, data_dir)
+
+
+@pytest.fixture()
+async def e(own: Backend) -> AsyncIterator[Env]:
+    async with env(own, callback=True) as it:
+        await drain(it)
+        yield it
+
+
+async def drain(e: Env) -> None:
+    """Nothing due from earlier tests (their rows move far into the future)."""
+    far = utcnow() + timedelta(days=3650)
+    async with e.s.db.transaction() as tx:
+        await tx.execute("UPDATE deliveries SET next_attempt_at = $1 WHERE status = 'pending'", far)
+
+
+async def claim(e: Env, now: datetime | None = None, *, limit: int = 50, busy: dict[int, int] | None = None,
+                per_endpoint: int = 10) -> list[Job]:  # fmt: skip
+    now = now or utcnow()
+    return await store.claim(e.s.db, now, now + LEASE, limit, busy=busy or {}, per_endpoint=per_endpoint)
+
+
+async def statuses(e: Env, merchant_id: int) -> list[str]:
+    rows = await e.s.db.fetch("SELECT status FROM deliveries WHERE merchant_id = $1 ORDER BY id", merchant_id)
+    return [r[0] for r in rows]
+
+
+def done(job: Job, verdict: Verdict, when: datetime | None = None, status: int | None = 200) -> Outcome:
+    at = when or utcnow()
+    nxt = at + timedelta(minutes=5) if verdict == Verdict.RETRY else None
+    return Outcome(job, Decision(verdict, nxt, reason="why"), at, duration_ms=3.0, status_code=status)
+
+
+async def test_a_claim_brings_everything_needed_to_send(e: Env) -> None:
+    (order,) = await e.create()
+    (job,) = await claim(e)
+    assert job.merchant_id == e.merchant.id and job.attempt == 1 and job.seq == 2
+    assert job.url == "http://127.0.0.1:9/hook" and job.dialect == "kiriminaja-2024"
+    assert job.key_enc and job.secret_enc and not job.disabled and not job.manual
+    assert job.payment is not None and job.payment.pk == order.payment_pk
+    assert job.event_id.startswith("msg_") and f'"order_id":"{order.order_id}"' in job.payload
+
+
+async def test_a_claimed_row_waits_for_its_lease_then_goes_again(e: Env) -> None:
+    await e.create()
+    now = utcnow()
+    (first,) = await claim(e, now)
+    assert await claim(e, now + timedelta(seconds=30)) == []  # held
+    (again,) = await claim(e, now + LEASE + timedelta(seconds=1))  # the worker died
+    assert (again.id, again.attempt) == (first.id, 2)
+
+
+async def test_concurrent_claims_never_share_a_row(e: Env) -> None:
+    await e.create(12)
+    batches = await asyncio.gather(*(claim(e, limit=4) for _ in range(4)))
+    ids = [j.id for b in batches for j in b]
+    assert len(ids) == 12 and len(set(ids)) == 12
+
+
+async def test_per_endpoint_cap_and_saturated_merchants_are_skipped(own: Backend, e: Env) -> None:
+    async with env(own, callback=True) as b:
+        await e.create(5)
+        await b.create(3)
+        jobs = await claim(e, per_endpoint=2)
+        by_merchant = {m: sum(j.merchant_id == m for j in jobs) for m in (e.merchant.id, b.merchant.id)}
+        assert by_merchant == {e.merchant.id: 2, b.merchant.id: 2}
+        # This worker already has A's two in flight: A's backlog is not even looked at.
+        more = await claim(e, busy={e.merchant.id: 2, b.merchant.id: 1}, per_endpoint=2)
+        assert [j.merchant_id for j in more] == [b.merchant.id]
+
+
+async def test_results_are_fenced_by_the_attempt(e: Env) -> None:
+    await e.create()
+    now = utcnow()
+    (stale,) = await claim(e, now)
+    (fresh,) = await claim(e, now + LEASE + timedelta(seconds=1))
+    await store.record(e.s.db, [done(stale, Verdict.DELIVERED)], utcnow())
+    assert await statuses(e, e.merchant.id) == ["pending"]  # the old holder cannot finish it
+    await store.record(e.s.db, [done(fresh, Verdict.DELIVERED)], utcnow())
+    assert await statuses(e, e.merchant.id) == ["delivered"]
+    attempts = await store.attempts(e.s.db, fresh.id)
+    assert [(a.attempt, a.outcome, a.status_code) for a in attempts] == [
+        (1, "delivered", 200),
+        (2, "delivered", 200),
+    ]
+
+
+async def test_retry_failed_and_endpoint_health(e: Env) -> None:
+    await e.create(2)
+    a, b = await claim(e)
+    t0 = utcnow()
+    await store.record(e.s.db, [done(a, Verdict.RETRY, t0, 500), done(b, Verdict.FAILED, t0, 500)], t0)
+    rows = await e.s.db.fetch(
+        "SELECT status, next_attempt_at, last_status, last_error FROM deliveries WHERE merchant_id = $1"
+        " ORDER BY id",
+        e.merchant.id,
+    )
+    assert [(r[0], r[2], r[3]) for r in rows] == [("pending", 500, "why"), ("failed", 500, "why")]
+    assert store.as_dt(rows[0][1]) == t0 + timedelta(minutes=5)
+    ep = await e.s.hooks.service.endpoint(e.merchant.id)
+    assert ep.failing_since == t0
+    (a2,) = await claim(e, t0 + timedelta(minutes=6))
+    await store.record(e.s.db, [done(a2, Verdict.DELIVERED)], utcnow())
+    assert (await e.s.hooks.service.endpoint(e.merchant.id)).failing_since is None
+
+
+async def test_disabling_pauses_the_endpoint_and_enable_resumes(e: Env) -> None:
+    await e.create(3)
+    first, *_ = await claim(e, per_endpoint=1)
+    await store.record(e.s.db, [done(first, Verdict.DISABLED, status=410)], utcnow())
+    assert await statuses(e, e.merchant.id) == ["paused"] * 3
+    ep = await e.s.hooks.service.endpoint(e.merchant.id)
+    assert ep.disabled_at is not None and ep.disabled_reason == "why"
+    await e.create()  # a change while disabled is kept, as paused
+    assert await statuses(e, e.merchant.id) == ["paused"] * 4
+    assert await claim(e) == []
+    assert await e.s.hooks.service.enable(e.merchant.id) == 4
+    assert await statuses(e, e.merchant.id) == ["pending"] * 4
+    jobs = await claim(e)
+    assert len(jobs) == 4 and all(j.manual for j in jobs)
+
+
+async def test_the_outbox_row_follows_the_merchant_row_not_a_cache(own: Backend, tmp_path: Path) -> None:
+    async with env(own) as e:  # no callback yet
+        await e.create()
+        await e.s.hooks.service.set_callback(e.merchant.id, "http://127.0.0.1:9/" + uuid.uuid4().hex)
+        await e.create()  # the Merchant object in hand still has no callback_url
+        assert await statuses(e, e.merchant.id) == ["no_endpoint", "pending"]
