@@ -132,6 +132,9 @@ def apply(order: Order, update: Update) -> Order:
         "updated_at": at,
         "hold_from": order.state if target == S.ON_HOLD else None,
     }
+    if order.state == S.NO_DRIVER and target not in (S.CANCELLED, S.FAILED):
+        # A driver turned up after all: "driver not found" no longer describes the order.
+        changes["cancel_description"] = None
     if update.tracking_code:
         changes["tracking_code"] = update.tracking_code
     if update.live_tracking_url:
@@ -152,6 +155,8 @@ def apply(order: Order, update: Update) -> Order:
         changes["cancel_description"] = update.reason or DEFAULT_REASON[target]
     elif target in (S.NO_DRIVER, S.FAILED):
         changes["cancel_description"] = update.reason or DEFAULT_REASON[target]
+    elif target == S.RETURNING and update.reason:
+        changes["cancel_description"] = update.reason  # why the recipient refused
     return msgspec.structs.replace(order, **changes)
 
 
