@@ -222,7 +222,6 @@ SETS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         {"driver": NEW_DRIVER},
         {"cancel_description": None, "driver": NEW_DRIVER},
     ),
-    ("picked_up", "returning", {"reason": "recipient refused"}, {"cancel_description": "recipient refused"}),
     ("driver_assigned", "at_pickup", {}, {"driver": OLD_DRIVER, "allocated_at": T0, "tracking_code": "GK-1"}),
     ("picked_up", "on_hold", {}, {"hold_from": State.PICKED_UP, "driver": OLD_DRIVER}),
     (

@@ -155,8 +155,6 @@ def apply(order: Order, update: Update) -> Order:
         changes["cancel_description"] = update.reason or DEFAULT_REASON[target]
     elif target in (S.NO_DRIVER, S.FAILED):
         changes["cancel_description"] = update.reason or DEFAULT_REASON[target]
-    elif target == S.RETURNING and update.reason:
-        changes["cancel_description"] = update.reason  # why the recipient refused
     return msgspec.structs.replace(order, **changes)
 
 
