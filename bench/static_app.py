@@ -3,9 +3,12 @@
     uvicorn --factory bench.static_app:app        (or: python -m bench.static_app --port 8080)
 
 `GET /bench/static` answers a constant body through the same server, event loop, HTTP parser,
-router and `Observe` middleware as the tracking endpoint, with the same headers, but with no
-authentication, no database read and no rendering. Its throughput is what the tracking lookup
-could reach if those cost nothing. The route exists only here, never in lacak itself.
+dispatch and `Observe` middleware as the tracking endpoint, with the same headers, but with no
+authentication, no database read and no rendering. GET tracking is answered by lacak's raw-ASGI
+fast path (`lacak.http.routes.FastRoutes`, in front of Starlette's router), so the static route
+is registered on that same fast path, with a handler that sends the prebuilt messages itself.
+Its throughput is what the tracking lookup could reach if those cost nothing. The route exists
+only here, never in lacak itself.
 
 The body is the exact tracking response of a typical seeded order (`LACAK_BENCH_STATIC_BODY`,
 a file written by `bench/run.py`, with that order's ETag in `LACAK_BENCH_STATIC_ETAG`), as
@@ -24,10 +27,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from lacak import logs
 from lacak.http.app import create_app
 from lacak.http.envelope import JSON, body
+from lacak.http.routes import fast_routes, send_raw
 from lacak.settings import Settings
 
 STATIC_PATH = "/bench/static"
@@ -45,12 +50,22 @@ def _static_response() -> tuple[bytes, dict[str, str]]:
 
 
 def with_static_route(app: Starlette) -> Starlette:
+    """Add `/bench/static`, served the way GET tracking is (see the module docstring)."""
     payload, headers = _static_response()
 
     async def static(request: Request) -> Response:
         return Response(payload, 200, headers, JSON)
 
+    # The Starlette route: what HEAD would use, and the route the fast path labels metrics with.
     app.router.routes.insert(0, Route(STATIC_PATH, static, methods=["GET"]))
+    raw_headers = Response(payload, 200, headers, JSON).raw_headers  # Starlette's very header list
+
+    async def static_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_raw(send, 200, list(raw_headers), payload)
+
+    # GET goes through the same raw-ASGI fast path as GET tracking: Starlette.__call__, the
+    # FastRoutes dispatcher, the Observe middleware, then a handler that sends its own messages.
+    fast_routes(app).add_exact(STATIC_PATH, static_asgi)
     return app
 
 

@@ -66,4 +66,5 @@ def create_app(settings: Settings) -> Starlette:
     )
     # A trailing slash would otherwise get a bare 307; the contract wants an envelope.
     app.router.redirect_slashes = False
+    mitra.install_fast_path(app, metrics, access_log)  # raw-ASGI GET tracking, see routes.FastRoutes
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -71,6 +72,72 @@ class PostgresConnection:
             raise _translate(exc) from exc
 
 
+Values = tuple[Any, ...]
+
+
+class Coalesced:
+    """Concurrent single-row reads of one query, sent as one query per round trip.
+
+    A pool round trip costs the server ~150 µs of CPU (acquire, protocol, release) and the
+    backend a plan execution; the tracking lookup is little more than that. When a read
+    arrives while another is in flight, it waits for the next round trip instead, and all
+    reads that waited go together in `batch_sql`: the same query over arrays of the arguments
+    (`unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(..., i)`), whose first column is
+    `k.i`, the 1-based position of the read in the batch. Under load, batches grow with the
+    concurrency and each read costs a fraction of a round trip; alone, a read is one plain
+    query as before. At most one query is in flight per `Coalesced`.
+    """
+
+    def __init__(self, db: PostgresDatabase, sql: str, batch_sql: str, limit: int = 256) -> None:
+        self.db = db
+        self.sql = sql
+        self.batch_sql = batch_sql
+        self.limit = limit
+        self._pending: list[tuple[Values, asyncio.Future[Values | None]]] = []
+        self._busy = False
+
+    async def fetchrow(self, *args: Any) -> Values | None:
+        """The row's values (not a Record: batched rows carry the extra position column)."""
+        if self._busy:
+            waiter: asyncio.Future[Values | None] = asyncio.get_running_loop().create_future()
+            self._pending.append((args, waiter))
+            return await waiter
+        self._busy = True
+        try:
+            row = await self.db.fetchrow(self.sql, *args)
+        finally:
+            self._next()
+        return None if row is None else tuple(row)
+
+    def _next(self) -> None:
+        if self._pending:  # stay busy: the reads that queued meanwhile go as the next batch
+            asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self._busy = False
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.limit], self._pending[self.limit :]
+                await self._run(batch)
+        finally:
+            self._busy = False
+
+    async def _run(self, batch: list[tuple[Values, asyncio.Future[Values | None]]]) -> None:
+        columns = [list(column) for column in zip(*(args for args, _ in batch), strict=True)]
+        try:
+            rows = await self.db.fetch(self.batch_sql, *columns)
+        except Exception as exc:  # every waiter gets its own copy of the failure
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(type(exc)(*exc.args) if isinstance(exc, StorageError) else exc)
+            return
+        found = {row[0]: tuple(row)[1:] for row in rows}
+        for i, (_, waiter) in enumerate(batch, 1):
+            if not waiter.done():  # a cancelled request no longer waits
+                waiter.set_result(found.get(i))
+
+
 class PostgresDatabase:
     dialect = "postgresql"
 
@@ -78,6 +145,14 @@ class PostgresDatabase:
         self.url = url.replace("postgres://", "postgresql://", 1)
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._coalesced: dict[str, Coalesced] = {}
+
+    def coalesced(self, sql: str, batch_sql: str) -> Coalesced:
+        """The batching reader of one hot query (see `Coalesced`), made on first use."""
+        found = self._coalesced.get(sql)
+        if found is None:
+            found = self._coalesced[sql] = Coalesced(self, sql, batch_sql)
+        return found
 
     async def open(self) -> None:
         try:

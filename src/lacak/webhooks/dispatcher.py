@@ -104,6 +104,10 @@ class Dispatcher:
                 wait = await self._claim_and_start()
                 if wait > 0:
                     await self._sleep(stop, wait)
+                else:
+                    # SQLite runs every query inline: without this yield a run of claims would
+                    # keep the loop (and the sends and requests waiting on it) from running.
+                    await asyncio.sleep(0)
         finally:
             if self._inflight:
                 await asyncio.wait(self._inflight)
@@ -156,7 +160,11 @@ class Dispatcher:
         self._wake.set()  # a slot is free
 
     async def _until_next_due(self) -> float:
-        nxt = await store.next_due(self.db)
+        # Merchants at their cap are left out: their due rows cannot be claimed until one of
+        # their sends finishes, which wakes the claimer. Counting them made a slow endpoint's
+        # backlog "due now" for ever, and the claimer spun on the database.
+        full = [m for m, n in self._busy.items() if n >= self.config.per_endpoint]
+        nxt = await store.next_due(self.db, skip=full)
         if nxt is None:
             return self.config.idle
         return max(0.0, min(self.config.idle, (nxt - self.clock()).total_seconds()))

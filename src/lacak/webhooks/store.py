@@ -144,8 +144,12 @@ async def claim(
     return sorted((job_from_row(r) for r in rows), key=lambda j: j.created_at)
 
 
-async def next_due(db: Database) -> datetime | None:
-    row = await db.fetchrow("SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+async def next_due(db: Database, *, skip: Collection[int] = ()) -> datetime | None:
+    """When the next pending delivery is due, leaving out the merchants in `skip`."""
+    where = f" AND merchant_id NOT IN ({marks(1, len(skip))})" if skip else ""
+    row = await db.fetchrow(
+        f"SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'{where}", *skip
+    )
     return None if row is None else as_dt(row[0])
 
 
