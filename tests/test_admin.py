@@ -54,6 +54,10 @@ def test_admin_input_errors_are_envelopes(server: Server, api: Api) -> None:
         }
         no_name = admin.post("/api/admin/merchants", json={})
         assert no_name.json()["text"] == "The name field is required."
+        # merchant references that cannot exist: a digit int() refuses, beyond BIGINT, a NUL
+        for ref in ("%C2%B2", "9" * 30, "a%00b"):
+            odd = admin.post(f"/api/admin/merchants/{ref}/keys/rotate")
+            assert odd.status_code < 500 and odd.json()["status"] is False, (ref, odd.text)
     assert api.track(pkg["order_id"]).json()["result"]["status_name"] == "finding_driver"
 
 

@@ -26,7 +26,7 @@ from lacak.couriers.borzo import inbound as borzo
 from lacak.couriers.gosend import inbound as gosend
 from lacak.couriers.grab_express import inbound as grab
 from lacak.drivers import models as drivers
-from lacak.http import admin
+from lacak.http import admin, webhooks
 from lacak.http.app import create_app
 from lacak.http.openapi import document
 from lacak.orders import requests
@@ -70,6 +70,9 @@ REQUEST_STRUCTS: dict[str, type[msgspec.Struct]] = {
     "BorzoCallback": borzo.Callback,
     "BorzoSubject": borzo.Subject,
     "BorzoCourier": borzo.Courier,
+    "WebhookRecover": webhooks.RecoverRequest,
+    "AdminWebhookRecover": webhooks.AdminRecoverRequest,
+    "WebhookDialectRequest": webhooks.DialectRequest,
 }
 # The component of each struct (a nested struct is a `$ref` to it).
 COMPONENTS = {struct: name for name, struct in REQUEST_STRUCTS.items()}
@@ -89,6 +92,11 @@ BODIES = {
     "gosendCallback": "GoSendBookingEvent",
     "grabExpressCallback": "GrabTrackingEvent",
     "borzoCallback": "BorzoCallback",
+    "recoverWebhookDeliveries": "WebhookRecover",
+    "adminRecoverWebhookDeliveries": "WebhookRecover",
+    "adminRecoverAllWebhookDeliveries": "AdminWebhookRecover",
+    "setWebhookDialect": "WebhookDialectRequest",
+    "adminSetWebhookDialect": "WebhookDialectRequest",
 }
 
 AREAS = {

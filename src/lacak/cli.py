@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -15,11 +16,24 @@ import msgspec
 
 from lacak import logs
 from lacak.drivers.service import Drivers
-from lacak.errors import LacakError
+from lacak.errors import LacakError, ValidationError
+from lacak.http.webhooks import (
+    DEFAULT_LIMIT,
+    delivery_json,
+    detail_json,
+    endpoint_json,
+    merchant_id_of,
+    page_json,
+    parse_time,
+)
 from lacak.orders.models import Driver, State
 from lacak.settings import Settings
 from lacak.storage import migrate as migrations
 from lacak.timeutil import utcnow, wire
+from lacak.webhooks.dialects import Dialect
+from lacak.webhooks.models import Status
+from lacak.webhooks.service import MAX_PAGE
+from lacak.webhooks.store import Filters
 from lacak.wiring import Services, services
 
 T = TypeVar("T")
@@ -333,3 +347,204 @@ def demo(base_url: str | None) -> None:
     settings = _settings()
     url = base_url or f"http://{settings.host}:{settings.port}"
     click.echo(run(lambda s: seed(s, url)))
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO 8601 time with a timezone, read the way the HTTP API reads it."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value, param.name or "time")
+    except ValidationError as exc:
+        raise click.BadParameter(exc.message, ctx, param) from None
+
+
+async def _webhook_merchant(s: Services, ref: str | None) -> int | None:
+    return None if ref is None else await merchant_id_of(s, ref)
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    last = d["last_error"] or (f"HTTP {d['last_status']}" if d["last_status"] else "")
+    return (
+        f"{d['event_id']}  m={d['merchant_id']:<5} {d['order_id']:<24} seq={d['seq']:<3} {d['state']:<15} "
+        f"{d['status']:<11} attempts={d['attempts']:<2} {d['created_at']}  {last}"
+    ).rstrip()
+
+
+@main.group("deliveries")
+def deliveries_group() -> None:
+    """Webhook deliveries: the attempt log, resend, recover."""
+
+
+@deliveries_group.command("list")
+@click.option("--merchant", "merchant_ref", help="Merchant id or name (default: every merchant).")
+@click.option("--status", type=click.Choice([st.value for st in Status]))
+@click.option("--order-id", help="Only this order's deliveries.")
+@click.option("--since", callback=_time_option, help="Created at or after (ISO 8601 with a timezone).")
+@click.option("--until", callback=_time_option, help="Created before (ISO 8601 with a timezone).")
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=DEFAULT_LIMIT, show_default=True)
+@click.option("--cursor", help="The next cursor printed by the previous page.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"deliveries", "next_cursor"} as JSON.')
+def deliveries_list(
+    merchant_ref: str | None,
+    status: str | None,
+    order_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List deliveries, newest first, a page at a time."""
+
+    async def work(s: Services) -> dict[str, Any]:
+        merchant_id = await _webhook_merchant(s, merchant_ref)
+        chosen = Status(status) if status else None
+        filters = Filters(merchant_id=merchant_id, status=chosen, order_id=order_id, since=since, until=until)
+        return page_json(await s.hooks.service.page(filters, cursor, limit))
+
+    data = run(work)
+    lines = [_delivery_line(d) for d in data["deliveries"]]
+    if data["next_cursor"] is not None:
+        lines.append(f"more: --cursor {data['next_cursor']}")
+    _emit(data, as_json, "\n".join(lines) or "no deliveries")
+
+
+@deliveries_group.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True)
+def deliveries_show(event_id: str, as_json: bool) -> None:
+    """A delivery and every attempt made for it (with the first 4 KiB of each answer)."""
+
+    async def work(s: Services) -> dict[str, Any]:
+        return detail_json(*await s.hooks.service.show(event_id, None))
+
+    d = run(work)
+    lines = [
+        f"{d['event_id']}: merchant {d['merchant_id']}, order {d['order_id']} seq {d['seq']} ({d['state']})",
+        f"status {d['status']}, created {d['created_at']}, delivered {d['delivered_at'] or '-'}, "
+        f"next attempt {d['next_attempt_at'] or '-'}",
+    ]
+    for a in d["attempts"]:
+        answer = f"HTTP {a['status_code']}" if a["status_code"] is not None else (a["error_class"] or "-")
+        lines.append(
+            f"  #{a['attempt']} {a['trigger']:<9} {a['started_at']} {a['duration_ms']:>9.1f} ms  "
+            f"{answer:<12} {a['outcome']:<9} {a['error'] or ''}".rstrip()
+        )
+        if a["response_body"]:
+            lines.extend(f"      | {line}" for line in a["response_body"].splitlines())
+    if not d["attempts"]:
+        lines.append("  no attempts yet")
+    _emit(d, as_json, "\n".join(lines))
+
+
+@deliveries_group.command("resend")
+@click.argument("event_id")
+def deliveries_resend(event_id: str) -> None:
+    """Send one delivery again now, whatever its status."""
+    d = delivery_json(run(lambda s: s.hooks.service.resend(event_id, None)))
+    click.echo(f"{d['event_id']}: {d['status']}, due now (manual resend)")
+
+
+@deliveries_group.command("recover")
+@click.option(
+    "--since", required=True, callback=_time_option, help="ISO 8601 with a timezone: 2024-01-19T00:00:00Z."
+)
+@click.option("--merchant", "merchant_ref", help="Merchant id or name (default: every merchant).")
+def deliveries_recover(since: datetime, merchant_ref: str | None) -> None:
+    """Send again every failed delivery created since a time (progress on stderr)."""
+    from tqdm import tqdm
+
+    async def work(s: Services) -> int:
+        merchant_id = await _webhook_merchant(s, merchant_ref)
+        total = await s.hooks.service.count_failed(since, merchant_id)
+        # disable=None: a bar on a terminal, nothing when stderr is a pipe or a file.
+        with tqdm(total=total, unit="delivery", desc="recover", file=sys.stderr, disable=None) as bar:
+            return await s.hooks.service.recover(since, merchant_id, bar.update)
+
+    n = run(work)
+    click.echo(f"requeued {n} failed deliver{'y' if n == 1 else 'ies'} since {wire(since)}")
+
+
+@main.group("webhooks")
+def webhooks_group() -> None:
+    """A merchant's webhook endpoint: status, signing secret, re-enable, dialect."""
+
+
+@webhooks_group.command("show")
+@click.argument("merchant_ref", metavar="MERCHANT")
+@click.option("--json", "as_json", is_flag=True)
+def webhooks_show(merchant_ref: str, as_json: bool) -> None:
+    """The endpoint: URL, dialect, secret rotation, health."""
+
+    async def work(s: Services) -> dict[str, Any]:
+        return endpoint_json(await s.hooks.service.endpoint(await merchant_id_of(s, merchant_ref)))
+
+    e = run(work)
+    state = f"disabled since {e['disabled_at']} ({e['disabled_reason']})" if e["disabled_at"] else "enabled"
+    lines = [
+        f"merchant {e['merchant_id']}: {e['url'] or 'no callback URL'}",
+        f"dialect {e['dialect']}, {state}",
+        f"failing since {e['failing_since'] or '-'}",
+        f"previous secret valid until {e['rotating_until'] or '-'}",
+    ]
+    _emit(e, as_json, "\n".join(lines))
+
+
+@webhooks_group.command("secret")
+@click.argument("merchant_ref", metavar="MERCHANT")
+@click.option("--rotate", is_flag=True, help="Make a new one; the old one keeps signing for a while.")
+def webhooks_secret(merchant_ref: str, rotate: bool) -> None:
+    """Print the merchant's whsec_ signing secret (made now if it has none)."""
+
+    async def work(s: Services) -> tuple[str, datetime | None]:
+        merchant_id = await merchant_id_of(s, merchant_ref)
+        if rotate:
+            return await s.hooks.service.rotate_secret(merchant_id)
+        return await s.hooks.service.secret(merchant_id), None
+
+    secret, until = run(work)
+    click.echo(secret)  # alone on stdout, for scripts
+    if until is not None:
+        click.echo(f"the previous secret keeps signing too until {wire(until)}", err=True)
+
+
+@webhooks_group.command("enable")
+@click.argument("merchant_ref", metavar="MERCHANT")
+def webhooks_enable(merchant_ref: str) -> None:
+    """Re-enable a disabled endpoint; its paused deliveries go now."""
+
+    async def work(s: Services) -> tuple[int, int]:
+        merchant_id = await merchant_id_of(s, merchant_ref)
+        return merchant_id, await s.hooks.service.enable(merchant_id)
+
+    merchant_id, resumed = run(work)
+    click.echo(f"merchant {merchant_id}: endpoint enabled, {resumed} paused deliveries resumed")
+
+
+@webhooks_group.command("dialect")
+@click.argument("merchant_ref", metavar="MERCHANT")
+@click.argument("dialect", type=click.Choice([d.value for d in Dialect]))
+def webhooks_dialect(merchant_ref: str, dialect: str) -> None:
+    """Choose the body format of the merchant's webhooks."""
+
+    async def work(s: Services) -> dict[str, Any]:
+        merchant_id = await merchant_id_of(s, merchant_ref)
+        return endpoint_json(await s.hooks.service.set_dialect(merchant_id, dialect))
+
+    e = run(work)
+    click.echo(f"merchant {e['merchant_id']}: dialect {e['dialect']}")
+
+
+@webhooks_group.command("receive")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--secret", envvar="LACAK_RECEIVE_SECRET", help="whsec_ secret: verify every delivery.")
+def webhooks_receive(host: str, port: int, secret: str | None) -> None:
+    """A development receiver: print each delivery, verified with the standardwebhooks package."""
+    from lacak.webhooks import receiver
+
+    receiver.serve(host, port, secret, click.echo)

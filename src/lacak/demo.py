@@ -61,7 +61,35 @@ async def seed(s: Services, base_url: str) -> str:
         packages=[_package(s, i) for i in range(len(_TRIPS))],
     )
     _, orders = await s.orders.create(merchant, req)
-    return _examples(base_url, key, orders[0].order_id)
+    return _examples(base_url, key, orders[0].order_id) + _webhooks(
+        base_url, key, s.settings.webhook_allow_private
+    )
+
+
+def _webhooks(base: str, key: str, allow_private: bool) -> str:
+    if allow_private:
+        note = (
+            "Private webhook targets are ALLOWED for this demo (LACAK_WEBHOOK_ALLOW_PRIVATE=1), so a\n"
+            "receiver on this machine works. Never set it in production: it lets callbacks reach\n"
+            "your internal network."
+        )
+    else:
+        note = (
+            "Callback URLs on this machine (127.0.0.1, 10.x, ...) are refused: run the server with\n"
+            "LACAK_WEBHOOK_ALLOW_PRIVATE=1 (as `make run` does) to try webhooks locally."
+        )
+    return (
+        "\n"
+        + note
+        + textwrap.dedent(f"""
+
+        Receive webhooks (each order change, signed; the first call returns the signing secret):
+          curl -s -X POST {base}/api/mitra/set_callback \\
+            -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+            -d '{{"url":"http://127.0.0.1:9000/webhook"}}'
+          lacak webhooks receive --port 9000 --secret whsec_...   # prints each verified delivery
+        """)
+    )
 
 
 def _examples(base: str, key: str, order_id: str) -> str:

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lacak.http import admin, avatars, couriers, driver, mitra, ops
+from lacak.http import admin, avatars, couriers, driver, mitra, ops, webhooks
 from lacak.http.accesslog import AccessLog
 from lacak.http.envelope import error_response, fail
 from lacak.http.middleware import Observe
@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *mitra.routes(),
             *admin.routes(),
+            *webhooks.routes(),
             *driver.routes(),
             *couriers.routes(),
             *avatars.routes(),

@@ -8,7 +8,7 @@ against the result schemas.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from lacak import __version__
 from lacak.couriers.borzo import inbound as borzo
@@ -21,12 +21,20 @@ from lacak.http import avatars
 from lacak.http.body import MAX_BODY
 from lacak.http.driver import PREFIX as DRIVER_API
 from lacak.http.mitra import PREFIX
+from lacak.http.webhooks import ADMIN as ADMIN_WEBHOOKS
+from lacak.http.webhooks import ADMIN_MERCHANT, DEFAULT_LIMIT
+from lacak.http.webhooks import PREFIX as WEBHOOKS
 from lacak.merchants.models import PaymentMode
 from lacak.orders import validation
 from lacak.orders.lifecycle import KA_STATUS
 from lacak.orders.models import PAID, UNPAID, Outcome, Source, State
 from lacak.pricing.tariff import SERVICE_TYPES, SERVICES, VEHICLES
 from lacak.settings import CourierSettings
+from lacak.webhooks.dialects import Dialect
+from lacak.webhooks.models import Status, Trigger
+from lacak.webhooks.schedule import Verdict
+from lacak.webhooks.service import MAX_PAGE
+from lacak.webhooks.transport import BODY_LIMIT, ErrorClass
 
 Schema = dict[str, Any]
 
@@ -69,6 +77,11 @@ fleet (driver tokens; orders are named by their numeric `id`, and business outco
 same HTTP 200 rule). `/couriers/{courier}/callback` receive GoSend, GrabExpress and Borzo status
 callbacks, each authenticated the courier's own way and answered with the same envelope (a
 malformed body is HTTP 400 there). `/avatars/{seed}.svg` draws the simulator's driver photos.
+
+**Webhook operations.** `/api/mitra/v4/webhooks/*` lets a merchant see its webhook endpoint and
+every delivery with its attempt log, resend one, recover the failed ones, re-enable a disabled
+endpoint, rotate the signing secret and pick the dialect; the operator has the same under
+`/api/admin/merchants/{merchant}/webhooks/*`, and across merchants under `/api/admin/webhooks/*`.
 """
 
 # -- schema helpers -------------------------------------------------------------------------
@@ -763,6 +776,102 @@ def _callback_schemas() -> dict[str, Schema]:
     return {"CallbackReceipt": receipt, **_gosend_schemas(), **_grab_schemas(), **_borzo_schemas()}
 
 
+def _webhook_schemas() -> dict[str, Schema]:
+    delivery = {
+        "event_id": _str(
+            "The `webhook-id` header of every attempt; stable across retries.",
+            examples=["msg_2b0c8e0f6d1a4e7c9f3b5a1d2c4e6f80"],
+        ),
+        "merchant_id": _int(),
+        "order_id": _str(),
+        "seq": _int("The order's version this event carries (receivers order by it)."),
+        "state": _ref("LifecycleState"),
+        "status": _ref("DeliveryStatus"),
+        "attempts": _int("Attempts made so far.", minimum=0),
+        "next_attempt_at": _time("When the next attempt is due; null unless `pending`.", nullable=True),
+        "created_at": _time("When the state change happened."),
+        "delivered_at": _time("When a 2xx answer came.", nullable=True),
+        "last_status": _int("The HTTP status of the last attempt, if it got one.", nullable=True),
+        "last_error": _str("What went wrong last, if anything.", nullable=True),
+    }
+    attempt = _obj(
+        {
+            "attempt": _int("1 for the first.", minimum=1),
+            "trigger": _enum([t.value for t in Trigger], "`manual` after a resend, recover or re-enable."),
+            "started_at": _time(),
+            "duration_ms": _num(minimum=0),
+            "status_code": _int("The receiver's HTTP status; null when no answer came.", nullable=True),
+            "error_class": _scalar(
+                "string", "Why it failed; null on success.", nullable=True, enum=[*get_args(ErrorClass), None]
+            ),
+            "error": _str(nullable=True),
+            "response_body": _str(f"The first {BODY_LIMIT // 1024} KiB of the answer.", nullable=True),
+            "outcome": _enum([v.value for v in Verdict], "What the attempt decided."),
+        }
+    )
+    endpoint = _obj(
+        {
+            "merchant_id": _int(),
+            "url": _str("The callback URL (`set_callback`); null: none yet.", format="uri", nullable=True),
+            "dialect": _ref("WebhookDialect"),
+            "has_secret": _bool("Whether a signing secret exists (made with the first callback URL)."),
+            "rotating_until": _time(
+                "After a rotation: the previous secret also signs until then.", nullable=True
+            ),
+            "failing_since": _time("Start of the current run of failures.", nullable=True),
+            "disabled_at": _time(
+                "Set when the endpoint was disabled; its new events wait as `paused`.", nullable=True
+            ),
+            "disabled_reason": _str(nullable=True),
+        },
+        "A merchant's webhook endpoint.",
+    )
+    since = _str(
+        "ISO 8601 with a timezone (`Z` or an offset).", format="date-time", examples=["2024-01-19T00:00:00Z"]
+    )
+    secret = _str("The Standard Webhooks signing secret.", pattern="^whsec_")
+    return {
+        "DeliveryStatus": _enum(
+            [st.value for st in Status],
+            "`pending` waits for its next attempt; `failed` spent its retries (recover sends it again); "
+            "`paused` waits for its disabled endpoint to be re-enabled; `no_endpoint`: the merchant had "
+            "no callback URL at the change.",
+        ),
+        "WebhookDialect": _enum([d.value for d in Dialect], "The body format of the merchant's webhooks."),
+        "WebhookEndpoint": endpoint,
+        "Delivery": _obj(delivery, "One state change's webhook."),
+        "DeliveryAttempt": attempt,
+        "DeliveryDetail": _obj(
+            {**delivery, "attempts": _array(_ref("DeliveryAttempt"), "Every attempt, oldest first.")},
+            "A delivery with its attempt log (here `attempts` is the log, not a count).",
+        ),
+        "DeliveryPage": _obj(
+            {
+                "deliveries": _array(_ref("Delivery"), "Newest first."),
+                "next_cursor": _str("Send as `cursor` for the next page; null on the last.", nullable=True),
+            }
+        ),
+        "RecoverResult": _obj({"requeued": _int("Failed deliveries queued again.", minimum=0)}),
+        "EnableResult": _obj({"resumed": _int("Paused deliveries queued again.", minimum=0)}),
+        "SecretRotation": _obj(
+            {
+                "webhook_secret": secret,
+                "previous_valid_until": _time("The previous secret keeps signing (as well) until then."),
+            }
+        ),
+        "WebhookSecret": _obj({"webhook_secret": secret}),
+        "WebhookRecover": _obj({"since": since}),
+        "AdminWebhookRecover": _obj(
+            {
+                "since": since,
+                "merchant": _str("Merchant id or name; absent: every merchant.", nullable=True, default=None),
+            },
+            optional=("merchant",),
+        ),
+        "WebhookDialectRequest": _obj({"dialect": _ref("WebhookDialect")}),
+    }
+
+
 def _ops_schemas() -> dict[str, Schema]:
     return {
         "Health": _obj({"status": {"const": "ok"}}),
@@ -783,6 +892,7 @@ def _schemas() -> dict[str, Schema]:
         **_admin_schemas(),
         **_driver_schemas(),
         **_callback_schemas(),
+        **_webhook_schemas(),
         **_ops_schemas(),
     }
 
@@ -1088,6 +1198,132 @@ def _admin_paths() -> dict[str, dict[str, Schema]]:
     }
 
 
+def _listing_params() -> list[Schema]:
+    def query(name: str, description: str, schema: Schema) -> Schema:
+        return _param(name, "query", description, schema, required=False)
+
+    limit = _int("Page size.", minimum=1, maximum=MAX_PAGE, default=DEFAULT_LIMIT)
+    return [
+        query("status", "Only deliveries with this status.", _ref("DeliveryStatus")),
+        query("order_id", "Only this order's deliveries.", _str()),
+        query("since", "Created at or after (ISO 8601 with a timezone).", _str(format="date-time")),
+        query("until", "Created before (ISO 8601 with a timezone).", _str(format="date-time")),
+        query("cursor", "`next_cursor` of the previous page.", _str(pattern="^[0-9]{1,18}$")),
+        query("limit", "Page size.", limit),
+    ]
+
+
+def _webhook_operations() -> list[tuple[str, str, str, str, str, Schema, str | None, bool]]:
+    """(method, path suffix, operation id, summary, description, result, body, by event id)."""
+    bad = "A bad filter, cursor or limit answers 422 naming it, and nothing else happens."
+    unknown = "An unknown event id, and another merchant's, answer `data not found` (code 2)."
+    return [
+        ("get", "", "getWebhookEndpoint", "The webhook endpoint",
+         "The callback URL, dialect, secret rotation and health (failing since, disabled and why).",
+         _ref("WebhookEndpoint"), None, False),
+        ("get", "/deliveries", "listWebhookDeliveries", "List webhook deliveries",
+         f"Newest first, {DEFAULT_LIMIT} a page (at most {MAX_PAGE}); follow `next_cursor` until null. "
+         f"Filters combine. {bad}", _ref("DeliveryPage"), None, False),
+        ("get", "/deliveries/{event_id}", "getWebhookDelivery", "One delivery and its attempts",
+         f"Every attempt: trigger, time, duration, HTTP status, error class and the first "
+         f"{BODY_LIMIT // 1024} KiB of the answer. {unknown}", _ref("DeliveryDetail"), None, True),
+        ("post", "/deliveries/{event_id}/resend", "resendWebhookDelivery", "Send a delivery again now",
+         "Whatever its status (even delivered): it becomes `pending`, due now, as a manual attempt. "
+         + unknown,
+         _ref("Delivery"), None, True),
+        ("post", "/recover", "recoverWebhookDeliveries", "Send failed deliveries again",
+         "Every `failed` delivery created since `since` becomes `pending`, due now. A bad `since` "
+         "answers 422 and nothing is queued.", _ref("RecoverResult"), "WebhookRecover", False),
+        ("post", "/enable", "enableWebhookEndpoint", "Re-enable the endpoint",
+         "Clears the disabled state and the failure run; `paused` deliveries go now.",
+         _ref("EnableResult"), None, False),
+        ("post", "/secret/rotate", "rotateWebhookSecret", "Rotate the signing secret",
+         "A new `whsec_` secret, shown only here; until `previous_valid_until` every webhook carries "
+         "both signatures, so receivers can switch without losing one.", _ref("SecretRotation"), None, False),
+        ("post", "/dialect", "setWebhookDialect", "Choose the webhook body format",
+         "Applies to every attempt from now on, retries included. Another value answers 422.",
+         _ref("WebhookEndpoint"), "WebhookDialectRequest", False),
+    ]  # fmt: skip
+
+
+def _webhook_paths() -> dict[str, dict[str, Schema]]:
+    event_id = _path("event_id", "The delivery's event id (`msg_…`).", examples=["msg_2b0c8e0f6d1a4e7c"])
+    merchant = _path("merchant", "Merchant id (digits) or name.")
+    by_merchant = _param(
+        "merchant", "query", "Merchant id or name; absent: every merchant.", _str(), required=False
+    )
+    paths: dict[str, dict[str, Schema]] = {}
+    for method, suffix, mine, summary, description, result, body, by_event in _webhook_operations():
+        params = [event_id] if by_event else []
+        if suffix == "/deliveries":
+            params = _listing_params()
+        paths.setdefault(f"{WEBHOOKS}{suffix}", {})[method] = _api(
+            MITRA, mine, summary, description, result, params=params or None, body=body
+        )
+        paths.setdefault(f"{ADMIN_MERCHANT}{suffix}", {})[method] = _api(
+            ADMIN,
+            f"admin{mine[0].upper()}{mine[1:]}",
+            f"{summary} (operator)",
+            f"{description} For the merchant named in the path; an unknown one answers code 2.",
+            result,
+            params=[merchant, *params],
+            body=body,
+        )
+    paths[f"{ADMIN_MERCHANT}/secret"] = {
+        "get": _api(
+            ADMIN,
+            "adminGetWebhookSecret",
+            "The current signing secret",
+            "The merchant's current `whsec_` secret, made now if it has none (operators only: merchants "
+            "see it once, from set_callback or a rotation).",
+            _ref("WebhookSecret"),
+            params=[merchant],
+        )
+    }
+    paths[f"{ADMIN_WEBHOOKS}/deliveries"] = {
+        "get": _api(
+            ADMIN,
+            "adminListAllWebhookDeliveries",
+            "List every merchant's deliveries",
+            "As the merchant listing, across merchants (or one, with `merchant`). An unknown merchant "
+            "answers code 2.",
+            _ref("DeliveryPage"),
+            params=[by_merchant, *_listing_params()],
+        )
+    }
+    paths[f"{ADMIN_WEBHOOKS}/deliveries/{{event_id}}"] = {
+        "get": _api(
+            ADMIN,
+            "adminGetAnyWebhookDelivery",
+            "Any delivery and its attempts",
+            "A delivery of any merchant, by its globally unique event id, with every attempt.",
+            _ref("DeliveryDetail"),
+            params=[event_id],
+        )
+    }
+    paths[f"{ADMIN_WEBHOOKS}/deliveries/{{event_id}}/resend"] = {
+        "post": _api(
+            ADMIN,
+            "adminResendAnyWebhookDelivery",
+            "Send any delivery again now",
+            "As the merchant's resend, for any merchant's event id.",
+            _ref("Delivery"),
+            params=[event_id],
+        )
+    }
+    paths[f"{ADMIN_WEBHOOKS}/recover"] = {
+        "post": _api(
+            ADMIN,
+            "adminRecoverAllWebhookDeliveries",
+            "Send failed deliveries again, any merchant",
+            "Every `failed` delivery created since `since`, of every merchant or of `merchant`.",
+            _ref("RecoverResult"),
+            body="AdminWebhookRecover",
+        )
+    }
+    return paths
+
+
 def _driver_paths() -> dict[str, dict[str, Schema]]:
     order_id = _path(
         "order_id",
@@ -1358,6 +1594,7 @@ def document() -> dict[str, Any]:
         "paths": {
             **_mitra_paths(),
             **_admin_paths(),
+            **_webhook_paths(),
             **_driver_paths(),
             **_courier_paths(),
             **_ops_paths(),

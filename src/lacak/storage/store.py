@@ -136,7 +136,11 @@ class Store:
         return None if row is None else (merchant_from_row(row), row["key_hash"])
 
     async def find_merchant(self, ref: str) -> Merchant | None:
-        if ref.isdigit():
+        if "\x00" in ref:  # no name holds a NUL, and PostgreSQL refuses one in text
+            return None
+        if ref.isascii() and ref.isdigit():  # "²".isdigit() is true too
+            if len(ref) > 18:  # beyond BIGINT: no such id
+                return None
             row = await self.db.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", int(ref))
         else:
             row = await self.db.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE name = $1", ref)

@@ -197,9 +197,14 @@ class Dispatcher:
 
     async def _attempt(self, job: Job) -> Outcome:
         now = self.clock()
-        if job.disabled or not job.url:
-            reason = "the endpoint is disabled" if job.disabled else "the merchant has no callback URL"
-            return Outcome(job, Decision(Verdict.DISABLED, reason=reason), now, attempted=False)
+        if job.disabled:
+            return Outcome(
+                job, Decision(Verdict.DISABLED, reason="the endpoint is disabled"), now, attempted=False
+            )
+        if not job.url:  # resent while the merchant has no callback URL: nothing to send to
+            return Outcome(
+                job, Decision(Verdict.FAILED, reason="the merchant has no callback URL"), now, attempted=False
+            )
         body = self._body(job)
         headers = await self._headers(job, body)
         started = time.perf_counter()
