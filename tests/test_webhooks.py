@@ -757,3 +757,30 @@ def test_every_change_of_many_orders_arrives_exactly_once(hub: Site, hooks: Call
         per_order.setdefault(data["order_id"], []).append(data["seq"])
     assert {k: sorted(v) for k, v in per_order.items()} == {o: list(range(2, 2 + EVENTS)) for o in ids}
     verify_both(secret, got[0]["body"], got[0]["headers"])
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of a metric's samples in Prometheus text (0 when absent)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_delivery_metrics(hub: Site, hooks: Callable[..., Hook]) -> None:
+    before = httpx.get(f"{hub.base_url}/metrics").text
+    hook = hooks(mode="500,200")
+    api, _ = hub.merchant(hook)
+    create_order(api)
+    wait_until("delivery", hub.delivered(api.merchant_id, 1))
+    text = httpx.get(f"{hub.base_url}/metrics").text
+    for name in (
+        'lacak_webhook_attempts_total{outcome="delivered"}',
+        'lacak_webhook_attempts_total{outcome="retry"}',
+    ):
+        assert metric(text, name) - metric(before, name) >= 1, name
+    count = "lacak_webhook_attempt_seconds_count"
+    assert metric(text, count) - metric(before, count) >= 2
+    for gauge in (
+        "lacak_webhook_queue_depth",
+        "lacak_webhook_oldest_pending_seconds",
+        "lacak_webhook_disabled_endpoints",
+    ):
+        assert f"\n{gauge} " in text, gauge
