@@ -6,16 +6,12 @@ PostgreSQL tests are skipped when no server answers, unless LACAK_TEST_REQUIRE_P
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lacak.storage import migrate
-from tests.support import Api, Backend, Server, create_merchant, postgres_available, postgres_database
-
-REQUIRE_PG = os.environ.get("LACAK_TEST_REQUIRE_POSTGRES") == "1"
+from tests.support import Api, Backend, Server, create_merchant, fresh_backend
 
 
 @pytest.fixture(scope="session")
@@ -25,20 +21,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    data_dir = tmp_path_factory.mktemp(f"lacak-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'lacak.db'}"
-        migrate.upgrade(url)
-        yield Backend("sqlite", url, data_dir)
-        return
-    why = postgres_available()
-    if why is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL required (LACAK_TEST_REQUIRE_POSTGRES=1) but unreachable: {why}")
-        pytest.skip(f"PostgreSQL unreachable: {why}")
-    with postgres_database() as url:
-        migrate.upgrade(url)
-        yield Backend("postgres", url, data_dir)
+    with fresh_backend(request.param, tmp_path_factory.mktemp(f"lacak-{request.param}")) as b:
+        yield b
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import pytest
+
+from lacak.storage import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -45,6 +48,48 @@ def postgres_available() -> str | None:
     except Exception as exc:  # any failure to connect means "not available"
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+REQUIRE_PG = os.environ.get("LACAK_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def require_postgres() -> None:
+    """Skip when PostgreSQL is unreachable, or fail when it is required (CI)."""
+    why = postgres_available()
+    if why is None:
+        return
+    if REQUIRE_PG:
+        pytest.fail(f"PostgreSQL required (LACAK_TEST_REQUIRE_POSTGRES=1) but unreachable: {why}")
+    pytest.skip(f"PostgreSQL unreachable: {why}")
+
+
+@contextmanager
+def fresh_backend(kind: str, data_dir: Path) -> Iterator[Backend]:
+    """An empty, migrated database of its own (`sqlite` in `data_dir`, or a new PostgreSQL one)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{data_dir / 'lacak.db'}"
+        migrate.upgrade(url)
+        yield Backend("sqlite", url, data_dir)
+        return
+    require_postgres()
+    with postgres_database() as url:
+        migrate.upgrade(url)
+        yield Backend("postgres", url, data_dir)
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from lacak.storage import migrate
+from lacak.storage.rows import as_dt
 from lacak.timeutil import utcnow
 from lacak.webhooks import store
 from lacak.webhooks.models import Job
 from lacak.webhooks.schedule import Decision, Verdict
 from lacak.webhooks.store import Outcome
-from tests.conftest import REQUIRE_PG
-from tests.support import Backend, postgres_available, postgres_database
+from tests.support import Backend, fresh_backend
 from tests.test_store import Env, env
 
 pytestmark = pytest.mark.anyio
@@ -30,20 +29,8 @@ LEASE = timedelta(seconds=60)
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def own(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    data_dir = tmp_path_factory.mktemp(f"webhook-store-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'lacak.db'}"
-        migrate.upgrade(url)
-        yield Backend("sqlite", url, data_dir)
-        return
-    why = postgres_available()
-    if why is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL required but unreachable: {why}")
-        pytest.skip(f"PostgreSQL unreachable: {why}")
-    with postgres_database() as url:
-        migrate.upgrade(url)
-        yield Backend("postgres", url, data_dir)
+    with fresh_backend(request.param, tmp_path_factory.mktemp(f"webhook-store-{request.param}")) as b:
+        yield b
 
 
 @pytest.fixture()
@@ -142,7 +129,7 @@ async def test_retry_failed_and_endpoint_health(e: Env) -> None:
         e.merchant.id,
     )
     assert [(r[0], r[2], r[3]) for r in rows] == [("pending", 500, "why"), ("failed", 500, "why")]
-    assert store.as_dt(rows[0][1]) == t0 + timedelta(minutes=5)
+    assert as_dt(rows[0][1]) == t0 + timedelta(minutes=5)
     ep = await e.s.hooks.service.endpoint(e.merchant.id)
     assert ep.failing_since == t0
     (a2,) = await claim(e, t0 + timedelta(minutes=6))

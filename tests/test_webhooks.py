@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -37,7 +36,6 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from svix.webhooks import Webhook as SvixWebhook
 
 from lacak.settings import Settings
-from lacak.storage import migrate
 from lacak.storage.rows import as_dt
 from lacak.wiring import services
 from tests.support import (
@@ -50,11 +48,11 @@ from tests.support import (
     create_merchant,
     create_order,
     free_port,
-    postgres_available,
-    postgres_database,
+    fresh_backend,
+    require_postgres,
+    wait_until,
 )
 
-REQUIRE_PG = os.environ.get("LACAK_TEST_REQUIRE_POSTGRES") == "1"
 SCALE = 1000.0  # 5 s → 5 ms, 5 min → 0.3 s, the 60 s floor → 60 ms
 TIMEOUT = 2.0  # the request timeout; generous, so a busy machine never fakes a timeout
 PACKAGES = (("standardwebhooks", StandardWebhook), ("svix", SvixWebhook))
@@ -78,17 +76,6 @@ def hub_env(**extra: str) -> dict[str, str]:
         "LACAK_WEBHOOK_TIMEOUT": str(TIMEOUT),
         **extra,
     }
-
-
-def wait_until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- the receiver process -----------------------------------------------------------------
@@ -208,26 +195,9 @@ def hooks(receiver: ReceiverProcess) -> Callable[..., Hook]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def kind(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres":
-        why = postgres_available()
-        if why is not None:
-            if REQUIRE_PG:
-                pytest.fail(f"PostgreSQL required (LACAK_TEST_REQUIRE_POSTGRES=1) but unreachable: {why}")
-            pytest.skip(f"PostgreSQL unreachable: {why}")
+        require_postgres()
     name: str = request.param
     return name
-
-
-@contextmanager
-def fresh_database(kind: str, where: Path) -> Iterator[Backend]:
-    """An empty, migrated database that only this context's server will use."""
-    if kind == "sqlite":
-        url = f"sqlite:///{where / 'lacak.db'}"
-        migrate.upgrade(url)
-        yield Backend("sqlite", url, where)
-        return
-    with postgres_database() as url:
-        migrate.upgrade(url)
-        yield Backend("postgres", url, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +262,7 @@ class Site:
 
 @contextmanager
 def site(kind: str, where: Path, **env: str) -> Iterator[Site]:
-    with fresh_database(kind, where) as db:
+    with fresh_backend(kind, where) as db:
         srv = Server(db.env(**hub_env(**env)), where / "server.log").start()
         try:
             yield Site(db, srv)
