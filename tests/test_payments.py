@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.support import (
@@ -90,3 +91,12 @@ def test_payment_ids_are_unique_within_one_second(api: Api) -> None:
     ids = {_create(api)["payment"]["payment_id"] for _ in range(3)}
     assert len(ids) == 3
     assert all(i.startswith("PID-") and i[4:].isdigit() for i in ids)
+
+
+def test_concurrent_creations_get_distinct_payment_ids(server: Server, api: Api) -> None:
+    # Payment ids are `PID-<epoch seconds>`, bumped past taken ones: requests in the same
+    # second must still all succeed, each with its own id.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: _create(api), range(8)))
+    ids = [r["payment"]["payment_id"] for r in results]
+    assert len(set(ids)) == 8, ids

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -44,6 +45,18 @@ from lacak.storage.rows import (
 _ORDER_INSERT_COLUMNS = ORDER_COLUMNS.removeprefix("id, ")
 _N_ORDER = len(_ORDER_INSERT_COLUMNS.split(","))
 _N_EVENT = len(EVENT_COLUMNS.split(","))
+_N_ORDER_COLUMNS = len(ORDER_COLUMNS.split(","))
+_MERCHANT_JOINED = ", ".join(f"m.{c.strip()} AS m_{c.strip()}" for c in MERCHANT_COLUMNS.split(","))
+
+
+def _merchant_from(values: tuple[Any, ...]) -> Merchant:
+    """A merchant from its MERCHANT_COLUMNS values, in order (`transition_in`'s joined row)."""
+    pk, name, payment_mode, callback_url, webhook_dialect, created_at = values
+    at = as_dt(created_at)
+    assert at is not None
+    return Merchant(id=pk, name=name, payment_mode=PaymentMode(payment_mode), callback_url=callback_url,
+                    webhook_dialect=webhook_dialect, created_at=at)  # fmt: skip
+
 
 Guard = Callable[[Order], None]
 
@@ -59,6 +72,9 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     state: str
     status: str
     payload: str
+
+
+_CREATE_LOCK = 0x6C61  # advisory lock namespace of order creation ("la")
 
 
 def new_event_id() -> str:
@@ -252,6 +268,11 @@ class Store:
         A draft with an empty `order_id` gets `{prefix}-{epoch ms}`, bumped past collisions.
         """
         async with self.db.transaction() as tx:
+            if self.db.dialect == "postgresql":
+                # Generated payment and order ids are "the next free one": a merchant's creations
+                # take turns, or concurrent ones pick the same id (SQLite's writer lock already
+                # serialises them).
+                await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _CREATE_LOCK, merchant.id % 2**31)
             # The caller's copy may be stale (key cache): the outbox status follows the database.
             merchant = await self._merchant(tx, merchant.id)
             pid = await self._free_payment_id(tx, merchant.id, payment.payment_id)
@@ -374,14 +395,19 @@ class Store:
         guard: Guard | None = None,
     ) -> lifecycle.Decision:
         """The same, inside the caller's transaction (to add its own rows atomically)."""
-        row = await tx.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE {where} FOR UPDATE", *args)
+        # The merchant comes with the locked order (one statement, not two).
+        row = await tx.fetchrow(
+            f"SELECT o.*, {_MERCHANT_JOINED} FROM (SELECT {ORDER_COLUMNS} FROM orders WHERE {where}"
+            " FOR UPDATE) AS o JOIN merchants m ON m.id = o.merchant_id",
+            *args,
+        )
         if row is None:
             raise NotFound()
-        order = order_from_row(row)
+        values = tuple(row)
+        order = order_from_row(values[:_N_ORDER_COLUMNS])
         if guard is not None:
             guard(order)
-        merchant = await self._merchant(tx, order.merchant_id)
-        return await self._decide(tx, merchant, order, update, now)
+        return await self._decide(tx, _merchant_from(values[_N_ORDER_COLUMNS:]), order, update, now)
 
     async def tracking_view(self, merchant_id: int, order_id: str) -> TrackingView | None:
         """The stored tracking JSON (None until rendered) and what the ETag is made of."""
