@@ -101,6 +101,9 @@ class Dispatcher:
         gauges = asyncio.create_task(self._gauges_forever(), name="lacak-webhook-gauges")
         try:
             while not stop.is_set():
+                # Cleared before looking, not before sleeping: a wake that comes while a claim
+                # is under way (a send finishing, a NOTIFY) must cut the next sleep short.
+                self._wake.clear()
                 wait = await self._claim_and_start()
                 if wait > 0:
                     await self._sleep(stop, wait)
@@ -170,7 +173,6 @@ class Dispatcher:
         return max(0.0, min(self.config.idle, (nxt - self.clock()).total_seconds()))
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        self._wake.clear()
         waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
