@@ -1108,8 +1108,9 @@ def _mitra_paths() -> dict[str, dict[str, Schema]]:
                 "Set the merchant's webhook URL",
                 "One callback URL per API key. A URL that is not http(s), does not resolve, or "
                 "resolves to a private, loopback, link-local or reserved address is refused (code 2) "
-                "unless the operator allows private targets.",
-                {"type": "null"},
+                "unless the operator allows private targets. The first call also returns the "
+                "merchant's Standard Webhooks signing secret, once; later calls return null.",
+                _or_null("WebhookSecret", "The whsec_ secret, on the first call only."),
                 body="CallbackRequest",
                 method="set_callback",
                 text={"type": "string", "pattern": "^Callback di set ke "},
