@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 import msgspec
+import uvloop
 
 from lacak import logs
 from lacak.drivers.service import Drivers
@@ -61,7 +62,10 @@ def run(work: Callable[[Services], Awaitable[T]]) -> T:
             return await work(s)
 
     try:
-        return asyncio.run(main())
+        # uvloop, as `lacak serve` uses: the webhook sender (`lacak worker`) spends most of its
+        # time in the HTTP client and the event loop.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
     except LacakError as exc:
         raise click.ClickException(exc.message) from None
 

@@ -131,6 +131,13 @@ class WebhookSettings:
     retry_scale: float = 1.0  # divides every retry delay: tests compress hours into seconds
     disable_after_hours: float = 24.0
     rotation_overlap_hours: float = 24.0
+    # Seconds between looks for due work when nothing woke the dispatcher. On PostgreSQL
+    # NOTIFY wakes it at once, so 1 s; on SQLite another process's changes are only seen by
+    # looking, so 0.1 s (one indexed read).
+    poll: float | None = None
+
+    def poll_interval(self, sqlite: bool) -> float:
+        return self.poll if self.poll is not None else (0.1 if sqlite else 1.0)
 
     @classmethod
     def from_env(cls, e: _Env) -> WebhookSettings:
@@ -145,6 +152,7 @@ class WebhookSettings:
             retry_scale=max(1e-3, e.num("LACAK_WEBHOOK_RETRY_SCALE", 1.0)),
             disable_after_hours=max(0.0, e.num("LACAK_WEBHOOK_DISABLE_AFTER_HOURS", 24.0)),
             rotation_overlap_hours=max(0.0, e.num("LACAK_WEBHOOK_ROTATION_OVERLAP_HOURS", 24.0)),
+            poll=max(0.01, e.num("LACAK_WEBHOOK_POLL", 0)) if e.opt("LACAK_WEBHOOK_POLL") else None,
         )
 
 

@@ -90,6 +90,7 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._results: list[Outcome] = []
         self._have_results = asyncio.Event()
+        self._closing = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -114,9 +115,12 @@ class Dispatcher:
         finally:
             if self._inflight:
                 await asyncio.wait(self._inflight)
-            recorder.cancel()
             gauges.cancel()
-            await self._flush()
+            # The recorder is told to finish, not cancelled: a cancel in the middle of writing
+            # a batch would drop results that were already sent (and send them again later).
+            self._closing = True
+            self._have_results.set()
+            await recorder
 
     async def run_once(self) -> int:
         """Claim what is due, send it, record the results; the number sent (for tests and tools)."""
@@ -307,7 +311,7 @@ class Dispatcher:
     # -- the recorder ----------------------------------------------------------------------
 
     async def _record_forever(self) -> None:
-        while True:
+        while not (self._closing and not self._results):
             await self._have_results.wait()
             self._have_results.clear()
             await self._flush()

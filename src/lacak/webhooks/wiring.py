@@ -44,7 +44,12 @@ class WebhookRuntime:
             Policy(disable_after=w.disable_after_hours * 3600, scale=w.retry_scale),
             metrics,
             utcnow,
-            DispatchConfig(concurrency=w.concurrency, per_endpoint=w.per_endpoint, lease=w.lease),
+            DispatchConfig(
+                concurrency=w.concurrency,
+                per_endpoint=w.per_endpoint,
+                lease=w.lease,
+                idle=w.poll_interval(settings.is_sqlite),
+            ),
         )
         store.listeners.append(dispatcher.wake)
         service = Webhooks(

@@ -1,0 +1,74 @@
+"""The dispatcher loop in process, against a real database and a real receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp import web
+
+from lacak.settings import Settings
+from lacak.wiring import services
+from tests.support import Backend, fresh_backend
+from tests.test_store import Env, request
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def own(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    with fresh_backend(request.param, tmp_path_factory.mktemp(f"dispatcher-{request.param}")) as b:
+        yield b
+
+
+class Receiver:
+    def __init__(self, expect: int) -> None:
+        self.ids: list[str] = []
+        self.expect = expect
+        self.all_in = asyncio.Event()
+
+    async def handle(self, req: web.Request) -> web.Response:
+        await req.read()
+        self.ids.append(req.headers["webhook-id"])
+        if len(self.ids) >= self.expect:
+            self.all_in.set()
+        return web.Response(text="ok")
+
+
+@pytest.fixture()
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    recv = Receiver(expect=60)
+    app = web.Application()
+    app.router.add_post("/hook", recv.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started above
+    yield recv, f"http://127.0.0.1:{port}/hook"
+    await runner.cleanup()
+
+
+async def test_stopping_right_after_the_sends_keeps_every_result(
+    own: Backend, receiver: tuple[Receiver, str]
+) -> None:
+    recv, url = receiver
+    settings = Settings(
+        database_url=own.database_url, data_dir=own.data_dir, secret_key="11" * 32, webhook_allow_private=True
+    )
+    async with services(settings) as s:
+        merchant, _ = await s.merchants.create("dispatch-stop")
+        await s.hooks.service.set_callback(merchant.id, url)
+        e = Env(s, own, merchant)
+        await s.orders.create(merchant, request(60))
+        stop = asyncio.Event()
+        loop = asyncio.create_task(s.hooks.dispatcher.run_forever(stop))
+        await asyncio.wait_for(recv.all_in.wait(), 60)
+        stop.set()  # while the last results are being written
+        await asyncio.wait_for(loop, 60)
+        rows = await e.s.db.fetch(
+            "SELECT status, count(*) FROM deliveries WHERE merchant_id = $1 GROUP BY status", merchant.id
+        )
+    assert {r[0]: r[1] for r in rows} == {"delivered": 60}
+    assert len(recv.ids) == len(set(recv.ids)) == 60
