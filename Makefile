@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo serve test lint typecheck pytest bench clean
+.PHONY: run demo serve test lint typecheck pytest bench bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py --backend both
+
+bench-webhooks: $(STAMP)
+	$(PY) bench/webhooks.py --backend both
 
 clean:
 	rm -rf $(VENV) lacak-data .pytest_cache .mypy_cache .ruff_cache
