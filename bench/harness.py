@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,37 @@ ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "lookup.lua"
 TRACKING = "/api/mitra/v4/instant/tracking/"
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Database:
+    backend: str
+    url: str
+    work: Path  # pairs file, static body, server logs
+    pg_name: str | None = None
+
+
+@contextmanager
+def database(backend: str, work: Path, pg_admin: str, label: str) -> Iterator[Database]:
+    """A fresh, empty database, removed afterwards: SQLite in `work`, or a `lacak_bench_*` one."""
+    work.mkdir(parents=True)
+    if backend == "sqlite":
+        yield Database(backend, f"sqlite:///{work / 'lacak.db'}", work)
+        return
+    name = f"lacak_bench_{uuid.uuid4().hex[:8]}_{label}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield Database(backend, pg_admin.rsplit("/", 1)[0] + f"/{name}", work, name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class BenchError(Exception):

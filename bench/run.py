@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,40 +55,14 @@ def log(msg: str) -> None:
 # -- databases ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Database:
-    backend: str
-    url: str
-    work: Path  # pairs file, static body, server logs
-    pg_name: str | None = None
+Database = harness.Database
 
 
 @contextmanager
 def database(backend: str, orders: int, root: Path, pg_admin: str) -> Iterator[Database]:
     """A fresh, empty database for one size, removed afterwards."""
-    work = root / f"{backend}-{orders}"
-    work.mkdir(parents=True)
-    if backend == "sqlite":
-        yield Database(backend, f"sqlite:///{work / 'lacak.db'}", work)
-        return
-    import asyncio
-
-    import asyncpg
-
-    name = f"lacak_bench_{uuid.uuid4().hex[:8]}_{orders}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Database(backend, pg_admin.rsplit("/", 1)[0] + f"/{name}", work, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with harness.database(backend, root / f"{backend}-{orders}", pg_admin, str(orders)) as db:
+        yield db
 
 
 def server_env(db: Database, *, access_log: bool, static: harness.Typical | None = None) -> dict[str, str]:

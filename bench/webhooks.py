@@ -45,10 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -301,38 +300,12 @@ def reference(
 # -- databases ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Db:
-    backend: str
-    url: str
-    work: Path
-    pg_name: str | None = None
+Db = harness.Database
 
 
-@contextmanager
-def database(backend: str, root: Path, pg_admin: str) -> Iterator[Db]:
+def database(backend: str, root: Path, pg_admin: str) -> AbstractContextManager[Db]:
     """A fresh, empty database, removed afterwards (a temp dir / a `lacak_bench_*` database)."""
-    work = root / backend
-    work.mkdir(parents=True)
-    if backend == "sqlite":
-        yield Db(backend, f"sqlite:///{work / 'lacak.db'}", work)
-        return
-    import asyncpg
-
-    name = f"lacak_bench_{uuid.uuid4().hex[:8]}_webhooks"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield Db(backend, pg_admin.rsplit("/", 1)[0] + f"/{name}", work, name)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return harness.database(backend, root / backend, pg_admin, "webhooks")
 
 
 @asynccontextmanager
