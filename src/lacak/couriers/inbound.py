@@ -13,17 +13,18 @@ import hmac
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 import msgspec
 
-from lacak.couriers import bookings
-from lacak.errors import AuthError, ValidationError
+from lacak.errors import AuthError, NotFound, ValidationError
 from lacak.metrics import Metrics
 from lacak.orders.lifecycle import RANK
 from lacak.orders.models import Driver, Outcome, Source, State, Update
 from lacak.positions import store as positions
 from lacak.storage.db import Connection
+from lacak.storage.sqlite import SQLiteDatabase
 from lacak.storage.store import Store
 
 log = logging.getLogger("lacak.couriers")
@@ -34,6 +35,8 @@ UNKNOWN_ORDER = "unknown_order"
 UNKNOWN_STATUS = "unknown_status"
 # Stored positions that are news: a stale, refused or repeated event carries an old one.
 _POSITION_OUTCOMES = frozenset({Outcome.APPLIED.value, UNKNOWN_STATUS})
+# `transition_in`'s order: the one booked with the provider under the event's external id.
+_BOOKED = "id = (SELECT order_pk FROM bookings WHERE provider = $1 AND external_id = $2)"
 
 
 class MalformedPayload(ValidationError):
@@ -168,6 +171,14 @@ def to_update(provider: str, event: InboundEvent, state: State, at: datetime) ->
 # -- ingestion -----------------------------------------------------------------------------
 
 
+class _Recorded(msgspec.Struct, frozen=True, gc=False):
+    """What one event's transaction did, for the metrics and the log after its commit."""
+
+    outcome: str
+    state: State | None  # the state it meant, when the order and the status are known
+    position: bool  # a driver position was stored
+
+
 class Inbox:
     def __init__(self, store: Store, metrics: Metrics, clock: Callable[[], datetime]) -> None:
         self.store = store
@@ -175,28 +186,28 @@ class Inbox:
         self.clock = clock
 
     async def ingest(self, provider: str, raw_body: bytes, events: Sequence[InboundEvent]) -> list[str]:
-        """Store and apply each event (one transaction each); returns their outcomes."""
+        """Store and apply each event (one transaction each); returns their outcomes.
+
+        On SQLite the transactions of concurrent callbacks share one commit (`grouped`), each
+        in its own savepoint; the outcome comes back only once it is committed either way.
+        """
         db = self.store.db
         payload = raw_body.decode("utf-8", "replace")
         outcomes: list[str] = []
         for event in events:
-            booking = await bookings.by_external(db, provider, event.external_id)
-            order_pk = None if booking is None else booking.order_pk
             now = self.clock()
-            async with db.transaction() as tx:
-                outcome = await self._apply(tx, provider, event, order_pk, now)
-                await tx.execute(
-                    "INSERT INTO courier_inbox (provider, external_id, native_status, outcome, order_pk,"
-                    " payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    provider,
-                    event.external_id,
-                    event.native_status,
-                    outcome,
-                    order_pk,
-                    payload,
-                    now,
-                )
+            if isinstance(db, SQLiteDatabase):
+                work = partial(self._record, provider=provider, event=event, payload=payload, now=now)
+                done = await db.grouped(work)
+            else:
+                async with db.transaction() as tx:
+                    done = await self._record(tx, provider, event, payload, now)
+            outcome = done.outcome
             self.metrics.courier_events.labels(provider, outcome).inc()
+            if done.state is not None:
+                self.metrics.state_changes.labels(done.state.value, outcome).inc()
+            if done.position:
+                self.metrics.driver_positions.labels("courier").inc()
             if outcome in (UNKNOWN_ORDER, UNKNOWN_STATUS):
                 log.warning(
                     "%s callback %s for %s: %s", provider, event.native_status, event.external_id, outcome
@@ -206,29 +217,84 @@ class Inbox:
             self.store._notify()
         return outcomes
 
+    async def _record(
+        self, tx: Connection, provider: str, event: InboundEvent, payload: str, now: datetime
+    ) -> _Recorded:
+        """The event's inbox row and, for a known order and status, its transition."""
+        at = event.occurred_at or now
+        if event.state is not None and event.after_pickup is None:
+            # The common case: one statement finds the booked order, locks it, brings its merchant.
+            locked: list[int] = []
+            update = to_update(provider, event, event.state, at)
+            try:
+                decision = await self.store.transition_in(
+                    tx, _BOOKED, (provider, event.external_id), update, now, lambda o: locked.append(o.pk)
+                )
+            except NotFound:
+                if locked:  # not the lookup: something after it (nothing may be half written)
+                    raise
+                order_pk, done = None, _Recorded(UNKNOWN_ORDER, None, False)
+            else:
+                order_pk = decision.order.pk
+                done = await self._applied(tx, event, order_pk, event.state, decision.outcome.value, at)
+        else:
+            order_pk = await tx.fetchval(
+                "SELECT order_pk FROM bookings WHERE provider = $1 AND external_id = $2",
+                provider,
+                event.external_id,
+            )
+            done = await self._apply(tx, provider, event, order_pk, at, now)
+        await tx.execute(
+            "INSERT INTO courier_inbox (provider, external_id, native_status, outcome, order_pk,"
+            " payload, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            provider,
+            event.external_id,
+            event.native_status,
+            done.outcome,
+            order_pk,
+            payload,
+            now,
+        )
+        return done
+
     async def _apply(
-        self, tx: Connection, provider: str, event: InboundEvent, order_pk: int | None, now: datetime
-    ) -> str:
+        self,
+        tx: Connection,
+        provider: str,
+        event: InboundEvent,
+        order_pk: int | None,
+        at: datetime,
+        now: datetime,
+    ) -> _Recorded:
         if order_pk is None:
-            return UNKNOWN_ORDER
+            return _Recorded(UNKNOWN_ORDER, None, False)
         state = event.state
         if event.after_pickup is not None:
             # Lock now: the answer must hold until the transition below, in this transaction.
             row = await tx.fetchrow("SELECT state, hold_from FROM orders WHERE id = $1 FOR UPDATE", order_pk)
             assert row is not None, "a booking always has its order (foreign key)"
             state = resolve(event, State(row[0]), State(row[1]) if row[1] else None)
-        at = event.occurred_at or now
         if state is None:
-            outcome = UNKNOWN_STATUS
-        else:
-            update = to_update(provider, event, state, at)
-            decision = await self.store.transition_in(tx, "id = $1", (order_pk,), update, now)
-            outcome = decision.outcome.value
-            self.metrics.state_changes.labels(state.value, outcome).inc()
-            if outcome == Outcome.APPLIED.value and state == State.DRIVER_ASSIGNED and event.plate:
-                # The lifecycle's Update has no plate; it travels with the driver it belongs to.
-                await tx.execute("UPDATE orders SET driver_plate = $2 WHERE id = $1", order_pk, event.plate)
-        if outcome in _POSITION_OUTCOMES and event.lat is not None and event.long is not None:
+            return await self._applied(tx, event, order_pk, None, UNKNOWN_STATUS, at)
+        update = to_update(provider, event, state, at)
+        decision = await self.store.transition_in(tx, "id = $1", (order_pk,), update, now)
+        return await self._applied(tx, event, order_pk, state, decision.outcome.value, at)
+
+    async def _applied(
+        self,
+        tx: Connection,
+        event: InboundEvent,
+        order_pk: int,
+        state: State | None,
+        outcome: str,
+        at: datetime,
+    ) -> _Recorded:
+        """What goes with the outcome: the plate of a new driver, a position that is news."""
+        if outcome == Outcome.APPLIED.value and state == State.DRIVER_ASSIGNED and event.plate:
+            # The lifecycle's Update has no plate; it travels with the driver it belongs to.
+            await tx.execute("UPDATE orders SET driver_plate = $2 WHERE id = $1", order_pk, event.plate)
+        stored = outcome in _POSITION_OUTCOMES and event.lat is not None and event.long is not None
+        if stored:
+            assert event.lat is not None and event.long is not None
             await positions.add(tx, order_pk, [positions.Point(event.lat, event.long, at)], "courier")
-            self.metrics.driver_positions.labels("courier").inc()
-        return outcome
+        return _Recorded(outcome, state, stored)

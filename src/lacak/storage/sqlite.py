@@ -13,18 +13,20 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lacak.errors import DatabaseUnavailable, StorageError, UniqueViolation
 from lacak.timeutil import wire
 
 log = logging.getLogger("lacak.storage")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+T = TypeVar("T")
+Work = Callable[["SQLiteConnection"], Awaitable[T]]
 
 
 @lru_cache(maxsize=512)
@@ -156,6 +158,115 @@ class Snapshot:
                 self.conn.rollback()
 
 
+class _Queued:
+    """One caller's unit of work in `GroupCommit`'s queue, and where its result goes."""
+
+    __slots__ = ("error", "future", "value", "work")
+
+    def __init__(self, work: Work[Any], future: asyncio.Future[Any]) -> None:
+        self.work = work
+        self.future = future
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Group commit: concurrent write transactions applied together in one SQLite transaction.
+
+    A commit, not the statements, is most of a small write transaction's cost: every page it
+    dirtied goes to the WAL, and the read connection's page cache is dropped at its next read.
+    Callers that queue up while the writer is busy (or in the same event-loop tick) are run by
+    one task inside one `BEGIN IMMEDIATE … COMMIT`, each in its own SAVEPOINT: a unit of work
+    that raises is rolled back alone and its caller gets the exception, the others go on.
+    Every caller's result is handed back only after the COMMIT, so nothing is acknowledged
+    before it is stored; if the COMMIT fails, every caller in the batch gets that error.
+    """
+
+    def __init__(self, db: SQLiteDatabase, limit: int = 64) -> None:
+        self.db = db
+        self.limit = limit  # units per transaction: bounds how long one batch holds the loop
+        self._queue: list[_Queued] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def run(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        item = _Queued(work, loop.create_future())
+        self._queue.append(item)
+        if self._runner is None:
+            # Started on the next loop iteration: whatever else is runnable now queues first.
+            self._runner = loop.create_task(self._drain())
+        value: T = await item.future
+        return value
+
+    async def _drain(self) -> None:
+        batch: list[_Queued] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.limit], self._queue[self.limit :]
+                await self._apply(batch)
+        except BaseException as exc:  # cancelled (shutdown): nobody may wait forever
+            batch, self._queue = batch + self._queue, []
+            _fail(batch, exc)
+            raise
+        finally:
+            self._runner = None
+
+    async def _apply(self, batch: list[_Queued]) -> None:
+        db = self.db
+        assert db._writer is not None, "database not open"
+        conn = db._writer
+        raw = conn._conn
+        async with db._lock:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except Exception as exc:  # e.g. another process held the lock past busy_timeout
+                _fail(batch, exc)
+                return
+            try:
+                for item in batch:
+                    if item.future.done():  # its caller was cancelled while it waited
+                        continue
+                    conn._run("SAVEPOINT lacak_group", ())
+                    try:
+                        item.value = await item.work(conn)
+                    except Exception as exc:
+                        item.error = exc
+                        if not raw.in_transaction:  # SQLite rolled the whole transaction back
+                            raise
+                        conn._run("ROLLBACK TO lacak_group", ())
+                    conn._run("RELEASE lacak_group", ())
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                if raw.in_transaction:
+                    try:
+                        raw.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.warning("sqlite group rollback failed", exc_info=True)
+                _fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            if db._snapshot is not None:  # reads after this commit must see it
+                db._snapshot.end()
+        for item in batch:
+            if item.future.done():
+                continue
+            if item.error is not None:
+                item.future.set_exception(item.error)
+            else:
+                item.future.set_result(item.value)
+
+
+def _fail(batch: list[_Queued], exc: BaseException) -> None:
+    """Nothing of the batch was stored: every caller still waiting gets the error."""
+    for item in batch:
+        if not item.future.done():
+            if isinstance(exc, Exception):
+                item.future.set_exception(exc)
+            else:
+                item.future.cancel()
+
+
 class SQLiteDatabase:
     dialect = "sqlite"
 
@@ -167,6 +278,15 @@ class SQLiteDatabase:
         self._raw: list[sqlite3.Connection] = []
         self._lock = asyncio.Lock()
         self._checkpointer: Checkpointer | None = None
+        self._group = GroupCommit(self)
+
+    async def grouped(self, work: Work[T]) -> T:
+        """`work(tx)` in a write transaction that concurrent callers share (`GroupCommit`).
+
+        `work` must only use `tx` (not open another transaction: the writer is held) and should
+        leave side effects outside the database until this returns, i.e. after the commit.
+        """
+        return await self._group.run(work)
 
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

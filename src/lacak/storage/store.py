@@ -46,6 +46,7 @@ _ORDER_INSERT_COLUMNS = ORDER_COLUMNS.removeprefix("id, ")
 _N_ORDER = len(_ORDER_INSERT_COLUMNS.split(","))
 _N_EVENT = len(EVENT_COLUMNS.split(","))
 _N_ORDER_COLUMNS = len(ORDER_COLUMNS.split(","))
+_N_MERCHANT_COLUMNS = len(MERCHANT_COLUMNS.split(","))
 _MERCHANT_JOINED = ", ".join(f"m.{c.strip()} AS m_{c.strip()}" for c in MERCHANT_COLUMNS.split(","))
 
 
@@ -395,11 +396,21 @@ class Store:
         guard: Guard | None = None,
     ) -> lifecycle.Decision:
         """The same, inside the caller's transaction (to add its own rows atomically)."""
-        # The merchant comes with the locked order (one statement, not two).
+        # The merchant comes with the locked order (one statement, not two). On SQLite, whose
+        # write transactions run one at a time, so does "was this event seen": on PostgreSQL that
+        # must be read after the lock is granted (a statement's snapshot predates its lock wait).
+        check = bool(update.dedupe_key) and self.db.dialect == "sqlite"
+        seen_sql = (
+            ", EXISTS (SELECT 1 FROM order_events e WHERE e.order_pk = o.id"
+            f" AND e.dedupe_key = ${len(args) + 1})"
+            if check
+            else ""
+        )
         row = await tx.fetchrow(
-            f"SELECT o.*, {_MERCHANT_JOINED} FROM (SELECT {ORDER_COLUMNS} FROM orders WHERE {where}"
+            f"SELECT o.*, {_MERCHANT_JOINED}{seen_sql} FROM (SELECT {ORDER_COLUMNS} FROM orders WHERE {where}"
             " FOR UPDATE) AS o JOIN merchants m ON m.id = o.merchant_id",
             *args,
+            *((update.dedupe_key,) if check else ()),
         )
         if row is None:
             raise NotFound()
@@ -407,7 +418,12 @@ class Store:
         order = order_from_row(values[:_N_ORDER_COLUMNS])
         if guard is not None:
             guard(order)
-        return await self._decide(tx, _merchant_from(values[_N_ORDER_COLUMNS:]), order, update, now)
+        merchant = _merchant_from(values[_N_ORDER_COLUMNS : _N_ORDER_COLUMNS + _N_MERCHANT_COLUMNS])
+        if not check:
+            return await self._decide(tx, merchant, order, update, now)
+        decision = lifecycle.decide(order, update, seen=bool(values[-1]), now=now)
+        await self._persist(tx, merchant, order, decision, now)
+        return decision
 
     async def tracking_view(self, merchant_id: int, order_id: str) -> TrackingView | None:
         """The stored tracking JSON (None until rendered) and what the ETag is made of."""
