@@ -33,6 +33,12 @@ class Connection(Protocol):
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
 
+class PointReader(Protocol):
+    """One hot single-row query, bound once (see `Database.point_reader`)."""
+
+    async def fetchrow(self, *args: Any) -> Sequence[Any] | None: ...
+
+
 class Database(Protocol):
     dialect: str
 
@@ -51,6 +57,11 @@ class Database(Protocol):
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]: ...
 
     async def ping(self) -> None: ...
+
+    def point_reader(self, sql: str, batch_sql: str) -> PointReader:
+        """A reader of `sql`; a driver that can send concurrent calls together (PostgreSQL)
+        uses `batch_sql` (arrays of the arguments, plus the position column) for them."""
+        ...
 
 
 def connect(url: str, *, pool_size: int = 10) -> Database:

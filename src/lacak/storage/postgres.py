@@ -147,7 +147,7 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
         self._coalesced: dict[str, Coalesced] = {}
 
-    def coalesced(self, sql: str, batch_sql: str) -> Coalesced:
+    def point_reader(self, sql: str, batch_sql: str) -> Coalesced:
         """The batching reader of one hot query (see `Coalesced`), made on first use."""
         found = self._coalesced.get(sql)
         if found is None:

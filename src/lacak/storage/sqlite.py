@@ -267,6 +267,15 @@ def _fail(batch: list[_Queued], exc: BaseException) -> None:
                 item.future.cancel()
 
 
+class PlainReader:
+    def __init__(self, db: SQLiteDatabase, sql: str) -> None:
+        self.db = db
+        self.sql = sql
+
+    async def fetchrow(self, *args: Any) -> sqlite3.Row | None:
+        return await self.db.fetchrow(self.sql, *args)
+
+
 class SQLiteDatabase:
     dialect = "sqlite"
 
@@ -343,6 +352,10 @@ class SQLiteDatabase:
 
     async def fetch(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         return self._cursor(sql, args).fetchall()
+
+    def point_reader(self, sql: str, batch_sql: str) -> PlainReader:
+        # Reads run inline here: there is no round trip to share, so no batching.
+        return PlainReader(self, sql)
 
     async def ping(self) -> None:
         await self.fetchrow("SELECT 1")

@@ -109,6 +109,13 @@ class Store:
         self.effects: list[Effect] = []
         # Called after a commit that applied changes: wakes in-process consumers at once.
         self.listeners: list[Callable[[], None]] = []
+        # The hottest read: on PostgreSQL concurrent lookups share round trips.
+        self._tracking = db.point_reader(
+            "SELECT id, seq, updated_at, tracking_json FROM orders WHERE merchant_id = $1 AND order_id = $2",
+            "SELECT k.i, o.id, o.seq, o.updated_at, o.tracking_json"
+            " FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(merchant_id, order_id, i)"
+            " JOIN orders o ON o.merchant_id = k.merchant_id AND o.order_id = k.order_id",
+        )
 
     def _notify(self) -> None:
         for listener in self.listeners:
@@ -427,26 +434,10 @@ class Store:
 
     async def tracking_view(self, merchant_id: int, order_id: str) -> TrackingView | None:
         """The stored tracking JSON (None until rendered) and what the ETag is made of."""
-        sql = "SELECT id, seq, updated_at, tracking_json FROM orders WHERE merchant_id = $1 AND order_id = $2"
-        if self.db.dialect == "postgresql":
-            # The hottest read: concurrent lookups share PostgreSQL round trips.
-            from lacak.storage.postgres import PostgresDatabase
-
-            assert isinstance(self.db, PostgresDatabase)
-            found = await self.db.coalesced(
-                sql,
-                "SELECT k.i, o.id, o.seq, o.updated_at, o.tracking_json"
-                " FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(merchant_id, order_id, i)"
-                " JOIN orders o ON o.merchant_id = k.merchant_id AND o.order_id = k.order_id",
-            ).fetchrow(merchant_id, order_id)
-            if found is None:
-                return None
-            pk, seq, updated_at, body = found
-        else:
-            row = await self.db.fetchrow(sql, merchant_id, order_id)
-            if row is None:
-                return None
-            pk, seq, updated_at, body = row
+        row = await self._tracking.fetchrow(merchant_id, order_id)
+        if row is None:
+            return None
+        pk, seq, updated_at, body = row
         return TrackingView(pk, seq, as_dt(updated_at), body)  # type: ignore[arg-type]  # NOT NULL column
 
     async def order_by_pk(self, order_pk: int) -> Order | None:
