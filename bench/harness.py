@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,22 @@ def database(backend: str, work: Path, pg_admin: str, label: str) -> Iterator[Da
         yield Database(backend, pg_admin.rsplit("/", 1)[0] + f"/{name}", work, name)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def save_results(name: str, info: dict[str, Any], args: Any, data: dict[str, Any], busy: str = "") -> Path:
+    """Say whether the machine was busy, and write the run's JSON to bench/results/NAME-<time>.json."""
+    load_now = os.getloadavg()[0]
+    if info["loadavg"][0] > 0.5 or load_now > 2.5:
+        print(f"NOTE: the machine was busy (load {info['loadavg'][0]:.2f} before, {load_now:.2f} after):"
+              f" treat the numbers as rough{busy}.")  # fmt: skip
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    plain_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    machine = info | {"loadavg_after": os.getloadavg()}
+    out.write_text(json.dumps({"args": plain_args, "machine": machine, **data}, indent=2, default=str))
+    print(f"results: {out}")
+    return out
 
 
 class BenchError(Exception):

@@ -22,7 +22,6 @@ bench/README.md, "Ingestion benchmark".
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -35,7 +34,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -566,18 +564,9 @@ def report(
         "ratio = lookup req/s / the median of this server's 'lookups alone' runs; p50/p99 from wrk"
         " (coordinated omission not corrected); cpu = share of one core during the step."
     )
-    load_now = os.getloadavg()[0]
-    if info["loadavg"][0] > 0.5 or load_now > 2.5:
-        print(f"NOTE: the machine was busy (load {info['loadavg'][0]:.2f} before, {load_now:.2f} after):"
-              " treat the numbers as rough; the CPU-cost predictions hold up better.")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps({
-        "args": vars(args), "machine": info | {"loadavg_after": os.getloadavg()},
+    return harness.save_results("ingest", info, args, {
         "results": [r.to_json() for r in results], "verdicts": [v.__dict__ for v in found],
-    }, indent=2))  # fmt: skip
-    print(f"results: {out}")
-    return out
+    }, busy="; the CPU-cost predictions hold up better")  # fmt: skip
 
 
 # -- main -----------------------------------------------------------------------------------------

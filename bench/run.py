@@ -17,7 +17,6 @@ For each backend, twice (a 10,000-order database and an --orders one):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,7 +28,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -343,20 +341,9 @@ def report(
         " cpu-ratio = server CPU per static request / per lookup (a cross-check for busy machines)."
     )
     print("access log off except rows marked 'on' (see bench/README.md).")
-    load_now = os.getloadavg()[0]
-    if info["loadavg"][0] > 0.5 or load_now > 2.5:
-        print(f"NOTE: the machine was busy (load {info['loadavg'][0]:.2f} before, {load_now:.2f} after):"
-              " treat the numbers as rough.")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"lookup-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps({
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": info | {"loadavg_after": os.getloadavg()},
-        "cases": [c.to_json() for c in cases],
-        "verdicts": [v.__dict__ for v in verdicts_],
-    }, indent=2))  # fmt: skip
-    print(f"results: {out}")
-    return out
+    return harness.save_results("lookup", info, args, {
+        "cases": [c.to_json() for c in cases], "verdicts": [v.__dict__ for v in verdicts_],
+    })  # fmt: skip
 
 
 # -- main -----------------------------------------------------------------------------------------

@@ -1256,20 +1256,11 @@ def report(out: Outcome, args: argparse.Namespace, info: dict[str, Any]) -> Path
           " commit: an upper bound); api p99 = the change itself (request or call). embedded = `lacak serve`"
           " with its dispatcher, changes through its operator API; worker = one `lacak worker`, changes"
           " made by this process with lacak's services.")  # fmt: skip
-    load_now = os.getloadavg()[0]
-    if info["loadavg"][0] > 0.5 or load_now > 2.5:
-        print(f"NOTE: the machine was busy (load {info['loadavg'][0]:.2f} before, {load_now:.2f} after):"
-              " treat the numbers as rough.")  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"webhooks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps({
-        "args": vars(args), "machine": info | {"loadavg_after": os.getloadavg()},
+    return harness.save_results("webhooks", info, args, {
         "reference": [asdict(r) for r in out.refs], "reference_rate": out.ref_rate,
         "runs": [asdict(r) for r in out.runs], "lag": [asdict(x) for x in out.lags],
         "verdicts": [asdict(v) for v in out.verdicts], "profiles": out.profiles,
-    }, indent=2, default=str))  # fmt: skip
-    print(f"results: {path}")
-    return path
+    })  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
