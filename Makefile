@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo serve test lint typecheck pytest bench bench-webhooks clean
+.PHONY: run demo serve test lint typecheck browser pytest bench bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,14 @@ run: $(STAMP)
 	LACAK_WEBHOOK_ALLOW_PRIVATE=1 $(VENV)/bin/lacak demo
 	LACAK_WEBHOOK_ALLOW_PRIVATE=1 $(VENV)/bin/lacak serve
 
-test: lint typecheck pytest
+test: lint typecheck browser pytest
+
+# The live page's tests drive a real headless Chromium (Debian's, not a download) and check the
+# HTML with the W3C Nu validator, which runs on Java.
+browser:
+	@command -v chromium >/dev/null && command -v java >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver default-jre-headless >/dev/null; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -40,6 +40,7 @@ PREFIX = "SDK"
 ENVELOPE_KEYS = ["status", "text", "code", "method", "result"]
 WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 ORDER_ID = re.compile(rf"^{PREFIX}-(\d{{13}})$")
+LIVE_URL = re.compile(r"http://127\.0\.0\.1:\d+/t/[A-Za-z0-9_-]{24}")  # lacak's live page
 PAYMENT_ID = re.compile(r"^PID-(\d{10})$")
 PAYMENT_KEYS = {"payment_id", "amount", "status_code", "qr_content", "pay_time"}
 PICKUP_PACKAGE_KEYS = {
@@ -179,7 +180,7 @@ def check_pickup(result: Any, started: float) -> tuple[str, str, str]:
     within(ms / 1000, started)
     assert int(pid.group(1)) == ms // 1000, "order id and payment id carry the same creation time"
     assert (pkg["awb"], pkg["service"], pkg["service_type"], pkg["status"]) == ("", "gosend", "instant", 105)
-    assert pkg["live_track_url"] is None
+    assert LIVE_URL.fullmatch(pkg["live_track_url"]), pkg["live_track_url"]  # lacak's own page
     for side in ("origin", "destination"):
         lat_long = pkg[side].pop("lat_long")
         assert isinstance(lat_long, str) and " " not in lat_long
@@ -198,6 +199,7 @@ def check_tracking(result: Any, order_id: str, state: str, status: int) -> None:
     rest = {
         k: v for k, v in result.items() if k not in ("driver", "date", "tracking_code", "cancel_description")
     }
+    assert LIVE_URL.fullmatch(rest.pop("live_tracking_url"))
     assert rest == {
         "origin": tracking_place("origin"),
         "destination": tracking_place("destination"),
@@ -211,7 +213,6 @@ def check_tracking(result: Any, order_id: str, state: str, status: int) -> None:
         "order_id": order_id,
         "service": "gosend",
         "service_type": "instant",
-        "live_tracking_url": None,
         "status": status,
         "status_name": state,
     }
@@ -227,13 +228,13 @@ def check_void(result: Any, order_id: str, payment_id: str, poly_line: str) -> N
     assert is_int(payment["status_code"]) and payment["status_code"] == 0  # integer here
     [pkg] = result["packages"]
     assert set(pkg) == VOID_PACKAGE_KEYS  # `polyline`, no `poly_line`, no driver
+    assert LIVE_URL.fullmatch(pkg.pop("live_track_url"))
     assert pkg == {
         "awb": "",
         "order_id": order_id,
         "service": "gosend",
         "service_type": "instant",
         "status": 300,
-        "live_track_url": None,
         "polyline": poly_line,
         "origin": latitude_place("origin"),
         "destination": latitude_place("destination"),

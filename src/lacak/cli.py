@@ -95,6 +95,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP server."""
     import uvicorn
 
+    # The app factory reads its settings from the environment (in every worker process): the
+    # flags go there too, so links and photo URLs name the port actually served.
+    if host:
+        os.environ["LACAK_HOST"] = host
+    if port:
+        os.environ["LACAK_PORT"] = str(port)
     settings = _settings()
     _prepare(settings)
     logs.configure(settings.log_level)
@@ -104,8 +110,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     uvicorn.run(
         "lacak.http.asgi:app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         workers=workers,
         loop="uvloop",
         http="httptools",

@@ -61,7 +61,7 @@ async def seed(s: Services, base_url: str) -> str:
         packages=[_package(s, i) for i in range(len(_TRIPS))],
     )
     _, orders = await s.orders.create(merchant, req)
-    return _examples(base_url, key, orders[0].order_id) + _webhooks(
+    return _examples(base_url, key, orders[0].order_id, orders[0].live_tracking_url) + _webhooks(
         base_url, key, s.settings.webhook_allow_private
     )
 
@@ -92,14 +92,19 @@ def _webhooks(base: str, key: str, allow_private: bool) -> str:
     )
 
 
-def _examples(base: str, key: str, order_id: str) -> str:
+def _examples(base: str, key: str, order_id: str, live_url: str | None) -> str:
     return textwrap.dedent(f"""\
         Demo merchant ready.  API key: {key}
         Its new orders are carried by the built-in courier simulator: once `lacak serve` runs,
         watch them find a driver, get picked up and delivered (LACAK_SIM_SPEED sets the pace).
 
-        Track an order:
+        Watch it as the customer does (the order's live link, open it in a browser):
+          {live_url}
+
+        Track an order, and read its full history:
           curl -s {base}/api/mitra/v4/instant/tracking/{order_id} \\
+            -H 'Authorization: Bearer {key}'
+          curl -s {base}/api/mitra/v4/instant/tracking/{order_id}/history \\
             -H 'Authorization: Bearer {key}'
 
         Price a trip:

@@ -82,6 +82,12 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.live_streams = Gauge(
+            "lacak_live_streams",
+            "Live-page event streams open",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

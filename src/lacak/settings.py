@@ -157,6 +157,36 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """The public live-tracking page (`/t/{token}`)."""
+
+    ttl_hours: float = 24.0  # a link works this long after the order's terminal state
+    tiles_url: str | None = None  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; None: SVG map
+    tiles_attribution: str = ""
+    rate_per_minute: float = 120.0  # page, state and stream requests per client IP
+    burst: float = 60.0
+    max_streams: int = 10_000  # open event streams per process; more get a 503 and poll
+    heartbeat: float = 15.0  # seconds between SSE comments, under every proxy's idle timeout
+    poll: float = 2.0  # seconds between looks at watched orders (positions, missed changes)
+
+    @classmethod
+    def from_env(cls, e: _Env) -> LiveSettings:
+        tiles = e.opt("LACAK_MAP_TILES_URL")
+        if tiles and not (tiles.startswith(("https://", "http://")) and "{z}" in tiles):
+            raise ConfigError("LACAK_MAP_TILES_URL must be an http(s) URL template with {z}, {x} and {y}")
+        return cls(
+            ttl_hours=max(0.0, e.num("LACAK_LIVE_TTL_HOURS", 24.0)),
+            tiles_url=tiles,
+            tiles_attribution=e.text("LACAK_MAP_TILES_ATTRIBUTION", "© OpenStreetMap contributors"),
+            rate_per_minute=max(1.0, e.num("LACAK_LIVE_RATE_PER_MINUTE", 120.0)),
+            burst=max(1.0, e.num("LACAK_LIVE_BURST", 60.0)),
+            max_streams=max(1, int(e.num("LACAK_LIVE_MAX_STREAMS", 10_000))),
+            heartbeat=max(0.05, e.num("LACAK_LIVE_HEARTBEAT", 15.0)),
+            poll=max(0.05, e.num("LACAK_LIVE_POLL", 2.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("lacak-data")
     database_url: str = ""
@@ -176,6 +206,7 @@ class Settings:
     sim: SimSettings = field(default_factory=SimSettings)
     couriers: CourierSettings = field(default_factory=CourierSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -216,4 +247,5 @@ class Settings:
             sim=SimSettings.from_env(e),
             couriers=CourierSettings.from_env(e),
             webhooks=WebhookSettings.from_env(e),
+            live=LiveSettings.from_env(e),
         )

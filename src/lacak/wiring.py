@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from lacak.couriers.wiring import Couriers
 from lacak.crypto import SecretBox, load_or_create_key
 from lacak.errors import ConfigError, StorageError
+from lacak.live.links import Links
+from lacak.live.wiring import LiveRuntime
 from lacak.merchants.service import Merchants
 from lacak.metrics import Metrics
 from lacak.orders.service import Orders
@@ -31,6 +33,7 @@ class Services:
     metrics: Metrics
     couriers: Couriers
     hooks: WebhookRuntime
+    live: LiveRuntime
 
 
 async def ensure_schema(db: Database) -> None:
@@ -59,18 +62,21 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         metrics = metrics or Metrics()
         couriers = Couriers.build(settings, db, store, metrics)
         hooks = WebhookRuntime.build(settings, db, store, box, metrics)
+        live = LiveRuntime.build(settings, db, store)
         try:
             yield Services(
                 settings=settings,
                 db=db,
                 store=store,
                 merchants=Merchants(store, box, utcnow, settings.key_cache_ttl),
-                orders=Orders(store, tariff, utcnow, metrics),
+                orders=Orders(store, tariff, utcnow, metrics, Links(settings.base_url)),
                 metrics=metrics,
                 couriers=couriers,
                 hooks=hooks,
+                live=live,
             )
         finally:
+            await live.close()
             await hooks.close()
             await couriers.close()
     finally:

@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lacak.http import admin, avatars, couriers, driver, mitra, ops, webhooks
+from lacak.http import admin, avatars, couriers, driver, live, mitra, ops, webhooks
 from lacak.http.accesslog import AccessLog
 from lacak.http.envelope import error_response, fail
 from lacak.http.middleware import Observe
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> Starlette:
                 s.couriers.start()
             if settings.webhooks.run:
                 s.hooks.start()
+            s.live.start()
             try:
                 yield
             finally:
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
             *driver.routes(),
             *couriers.routes(),
             *avatars.routes(),
+            *live.routes(settings.live),
             *ops.routes(),
         ],
         lifespan=lifespan,

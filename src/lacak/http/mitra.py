@@ -77,6 +77,7 @@ async def tracking(request: Request, merchant: Merchant, s: Services) -> Respons
 
 _TRACKING_ROUTE = f"{PREFIX}/tracking/{{order_id:path}}"
 _TRACKING_AT = f"{PREFIX}/tracking/"
+_HISTORY_SUFFIX = "/history"
 
 
 async def tracking_asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,8 +99,14 @@ async def tracking_asgi(scope: Scope, receive: Receive, send: Send) -> None:
 def install_fast_path(app: Starlette, metrics: Metrics, access_log: AccessLog | None) -> FastRoutes:
     """Answer GET tracking through the raw-ASGI fast path (see `routes.FastRoutes`)."""
     fast = install_fast_routes(app, metrics, access_log)
-    fast.add_prefix(_TRACKING_ROUTE, _TRACKING_AT, tracking_asgi)
+    fast.add_prefix(_TRACKING_ROUTE, _TRACKING_AT, tracking_asgi, not_ending=_HISTORY_SUFFIX)
     return fast
+
+
+async def history(request: Request, merchant: Merchant, s: Services) -> Response:
+    """Every recorded event of one order, oldest first (lacak's extension of the API)."""
+    order, events = await s.orders.history(merchant, request.path_params["order_id"])
+    return ok(render.history(order, events))
 
 
 async def pricing(request: Request, merchant: Merchant, s: Services) -> Response:
@@ -149,6 +156,8 @@ def routes() -> list[Route]:
     m = merchant_endpoint
     return [
         # `:path` so that any garbage after the prefix is "data not found", never a 404 route.
+        # Order ids never hold a "/" (validation), so this suffix is never part of one.
+        Route(f"{PREFIX}/tracking/{{order_id}}{_HISTORY_SUFFIX}", m(history), methods=["GET"]),
         Route(_TRACKING_ROUTE, m(tracking), methods=["GET"]),
         Route(f"{PREFIX}/pricing", m(pricing), methods=["POST"]),
         Route(f"{PREFIX}/pickup/request", m(pickup_request), methods=["POST"]),

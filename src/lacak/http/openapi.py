@@ -277,7 +277,74 @@ def _tracking_schemas() -> dict[str, Schema]:
         "One order as `GET .../tracking/{order_id}` shows it. `status` and `status_name` are lacak's "
         "additions after KiriminAja's documented keys.",
     )
-    return {"TrackingPlace": place, "TrackingResult": result}
+    return {"TrackingPlace": place, "TrackingResult": result, **_history_schemas()}
+
+
+def _history_schemas() -> dict[str, Schema]:
+    point = _obj({"lat": _num(), "long": _num()}, "Where the source said the driver was.")
+    event = _obj(
+        {
+            "seq": _int("The order's version after this event (unchanged by a refused one)."),
+            "state": _ref("LifecycleState"),
+            "status": _ref("KaStatus"),
+            "from_state": _or_null("LifecycleState"),
+            "outcome": _enum([o.value for o in Outcome], "applied, or recorded without a change."),
+            "source": _enum([x.value for x in Source], "Who reported it."),
+            "courier_code": _str("The courier's own status code.", nullable=True),
+            "courier_text": _str("The courier's own status text.", nullable=True),
+            "position": {"oneOf": [point, {"type": "null"}]},
+            "note": _str(nullable=True),
+            "occurred_at": _time("When it happened, by the source's clock."),
+            "recorded_at": _time("When lacak recorded it."),
+        }
+    )
+    result = _obj(
+        {
+            "order_id": _str(),
+            "status": _ref("KaStatus"),
+            "status_name": _ref("LifecycleState"),
+            "history": _array(event, "Every recorded event, oldest first."),
+        },
+        "lacak's extension: the order's append-only history.",
+    )
+    return {"TrackingHistoryResult": result, "LiveSnapshot": _live_snapshot()}
+
+
+def _live_snapshot() -> Schema:
+    at = _str("ISO 8601 in the order's zone, with its offset.")
+    where = {"lat": _num(), "long": _num()}
+    driver = _obj(
+        {
+            "name": _str(),
+            "phone": _str("Masked: `0812****616`.", nullable=True),
+            "plate": _str(nullable=True),
+            "photo": _str(nullable=True),
+        }
+    )
+    return _obj(
+        {
+            "order_id": _str(),
+            "service": _ref("Service"),
+            "tracking_code": _str(AWB),
+            "seq": _int("The order's version; the event stream's `id`."),
+            "state": _ref("LifecycleState"),
+            "status_code": _ref("KaStatus"),
+            "terminal": _bool(),
+            "tone": _enum(["active", "warning", "done", "failed"]),
+            "progress": _obj({"value": _int(), "max": _int()}),
+            "note": _str("Why it stopped or was cancelled, when it did.", nullable=True),
+            "zone": _enum(["WIB", "WITA", "WIT"], "The order's time zone (from the pickup)."),
+            "timeline": _array(_obj({"state": _ref("LifecycleState"), "at": at}), "Newest first."),
+            "driver": {"oneOf": [driver, {"type": "null"}]},
+            "origin": _obj({"name": _str(), **where}),
+            "destination": _obj({"name": _str(), "address": _str(), **where}),
+            "route": _array(_array(_num(), minItems=2, maxItems=2), "The route, `[lat, long]` points."),
+            "position": {"oneOf": [_obj({**where, "at": at}), {"type": "null"}]},
+            "expires_at": _str("When the link stops working (after a terminal state).", nullable=True),
+        },
+        "The order as its customer sees it on the live page; no phone number but the driver's "
+        "masked one, no pickup address.",
+    )
 
 
 def _driver(photo_key: str) -> Schema:
@@ -1043,6 +1110,18 @@ def _mitra_paths() -> dict[str, dict[str, Schema]]:
                 extra={"304": not_modified},
             )
         },
+        f"{PREFIX}/tracking/{{order_id}}/history": {
+            "get": _api(
+                MITRA,
+                "trackOrderHistory",
+                "An order's full history",
+                "lacak's extension: every recorded event (state, KiriminAja code, time, source, the "
+                "courier's raw code, position), including stale and refused ones, oldest first. An "
+                "unknown id and another merchant's id both answer `data not found`.",
+                _ref("TrackingHistoryResult"),
+                params=[_order_id_param()],
+            )
+        },
         f"{PREFIX}/pricing": {
             "post": _api(
                 MITRA,
@@ -1495,6 +1574,59 @@ def _avatar_path() -> dict[str, dict[str, Schema]]:
     return {"/avatars/{seed}.svg": {"get": op}}
 
 
+def _live_paths() -> dict[str, dict[str, Schema]]:
+    token = _path("token", "The order's live-link token (from `live_tracking_url`).", examples=["k3J…"])
+    html = "text/html"
+    private = {
+        "Cache-Control": _header("`no-store`"),
+        "Referrer-Policy": _header("`no-referrer`"),
+        "Content-Security-Policy": _header("Only the page's own script, styles and origin."),
+    }
+    page = {**_plain("The page, in the visitor's language.", html, _str()), "headers": private}
+    gone = "The order finished more than `LACAK_LIVE_TTL_HOURS` ago: the link has expired."
+    limited = "Too many requests from this address (`Retry-After` says when to come back)."
+    snapshot = {**_plain("The order as the page shows it.", JSON, _ref("LiveSnapshot")), "headers": private}
+    problem = _plain("Why not.", JSON, _obj({"error": _str()}))
+    stream = _plain(
+        "`retry:`, then `event: state` (`id:` = seq, data = the snapshot) on connect and on every "
+        "change, `event: position` at most every 2 s, `event: gone` when the link expires, and "
+        "`: ping` heartbeats. Send `Last-Event-ID` to skip a state already shown.",
+        "text/event-stream",
+        _str(),
+    )
+    static = _path("path", "A file of the page (script, styles, icons, the bundled Leaflet).")
+    ops = {
+        "/t/{token}": _operation(
+            OPS, "livePage", "The live-tracking page",
+            "For the merchant's customer: status, progress, timeline, driver, and a map that "
+            "moves. `?lang=id|en` overrides `Accept-Language`.",
+            {"200": page, "404": _plain("No such link.", html, _str()),
+             "410": _plain(gone, html, _str()), "429": _plain(limited, html, _str())},
+            params=[token, _param("lang", "query", "`id` or `en`.", _str(), required=False)],
+        ),
+        "/t/{token}/state": _operation(
+            OPS, "liveState", "The live page's data",
+            "The page's snapshot, for clients that cannot hold an event stream (polling).",
+            {"200": snapshot, "404": problem, "410": problem, "429": problem, "503": problem},
+            params=[token],
+        ),
+        "/t/{token}/events": _operation(
+            OPS, "liveEvents", "The live page's event stream",
+            "Server-Sent Events for one order. Errors are JSON, not streams, so a browser stops "
+            "retrying them.",
+            {"200": stream, "404": problem, "410": problem, "429": problem, "503": problem},
+            params=[token, _param("Last-Event-ID", "header", "The last `id:` seen.", _str(), required=False)],
+        ),
+        "/static/live/{path}": _operation(
+            OPS, "liveStatic", "The live page's files",
+            "Script, styles and images of the page; nothing from any CDN.",
+            {"200": {"description": "The file."}, "404": _plain("No such file.", "text/plain", _str())},
+            params=[static],
+        ),
+    }  # fmt: skip
+    return {path: {"get": op} for path, op in ops.items()}
+
+
 def _ops_paths() -> dict[str, dict[str, Schema]]:
     ready = _plain("Ready: the database answers.", JSON, _ref("Readiness"))
     unready = _plain("Not ready: the database does not answer.", JSON, _ref("Readiness"))
@@ -1589,7 +1721,8 @@ def document() -> dict[str, Any]:
             {"name": COURIERS, "description": "Status callbacks from GoSend, GrabExpress and Borzo."},
             {
                 "name": OPS,
-                "description": "Health, readiness, metrics, this document and driver avatars; no auth.",
+                "description": "Health, readiness, metrics, this document, driver avatars and the "
+                "customer's live page (its token is the permission); no API key.",
             },
         ],
         "paths": {
@@ -1600,6 +1733,7 @@ def document() -> dict[str, Any]:
             **_courier_paths(),
             **_ops_paths(),
             **_avatar_path(),
+            **_live_paths(),
         },
         "components": {
             "securitySchemes": _security_schemes(),

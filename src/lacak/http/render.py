@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lacak.orders.lifecycle import KA_STATUS
-from lacak.orders.models import Order, Payment, Place
+from lacak.orders.models import HistoryEvent, Order, Payment, Place
 from lacak.orders.service import ServiceQuotes
 from lacak.orders.views import tracking as tracking
 from lacak.timeutil import wire
@@ -119,3 +119,29 @@ def payment(p: Payment, orders: list[Order]) -> dict[str, Any]:
 
 def find_new_driver(o: Order) -> dict[str, Any]:
     return {"awb": o.tracking_code, "order_id": o.order_id}
+
+
+def history(o: Order, events: list[HistoryEvent]) -> dict[str, Any]:
+    """lacak's history extension: every recorded event, including those that changed nothing."""
+    return {
+        "order_id": o.order_id,
+        "status": KA_STATUS[o.state],
+        "status_name": o.state.value,
+        "history": [
+            {
+                "seq": e.seq,
+                "state": e.state.value,
+                "status": KA_STATUS[e.state],
+                "from_state": e.from_state.value if e.from_state else None,
+                "outcome": e.outcome.value,
+                "source": e.source.value,
+                "courier_code": e.native_code,
+                "courier_text": e.native_text,
+                "position": None if e.lat is None or e.long is None else {"lat": e.lat, "long": e.long},
+                "note": e.note,
+                "occurred_at": wire(e.occurred_at),
+                "recorded_at": wire(e.recorded_at),
+            }
+            for e in events
+        ],
+    }

@@ -74,16 +74,18 @@ class FastRoutes:
         self.app = app
         self._stack: ASGIApp | None = None
         self._exact: dict[str, FastRoute] = {}
-        self._prefixes: list[tuple[str, FastRoute]] = []
+        self._prefixes: list[tuple[str, str, FastRoute]] = []
         self._observed = Observe(self._dispatch, metrics, access_log)
 
     def add_exact(self, path: str, handler: RawHandler) -> None:
         self._exact[path] = FastRoute(self._route(path), handler)
 
-    def add_prefix(self, route_path: str, prefix: str, handler: RawHandler) -> None:
-        """`route_path` ends in one `{name:path}` parameter, which is everything after `prefix`."""
+    def add_prefix(self, route_path: str, prefix: str, handler: RawHandler, *, not_ending: str = "") -> None:
+        """`route_path` ends in one `{name:path}` parameter, which is everything after `prefix`.
+
+        Paths ending in `not_ending` are left to Starlette (a more specific route there)."""
         assert route_path.startswith(prefix) and route_path.endswith(":path}"), route_path
-        self._prefixes.append((prefix, FastRoute(self._route(route_path), handler)))
+        self._prefixes.append((prefix, not_ending, FastRoute(self._route(route_path), handler)))
 
     def _route(self, path: str) -> Route:
         for route in self.app.router.routes:
@@ -98,9 +100,11 @@ class FastRoutes:
         hit = self._exact.get(path)
         if hit is not None:
             return hit
-        for prefix, fast in self._prefixes:
+        for prefix, not_ending, fast in self._prefixes:
             # `{x:path}` is `.*`, which stops at a newline: leave such paths to Starlette's regex.
-            if path.startswith(prefix) and "\n" not in path:
+            if not path.startswith(prefix) or "\n" in path:
+                continue
+            if not (not_ending and path.endswith(not_ending)):
                 return fast
         return None
 

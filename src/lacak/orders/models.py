@@ -87,6 +87,8 @@ class Order(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     finished_at: datetime | None = None
     canceled_at: datetime | None = None
     updated_at: datetime
+    # The public page's capability token (`/t/{token}`); None for orders older than the page.
+    live_token: str | None = None
 
 
 class Payment(msgspec.Struct, frozen=True, kw_only=True):

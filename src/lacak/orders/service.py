@@ -11,10 +11,22 @@ from datetime import datetime
 import msgspec
 
 from lacak.errors import DistanceTooFar, DomainError, InvalidOrder, NotFound, UniqueViolation, ValidationError
+from lacak.live.links import Links
 from lacak.merchants.models import Merchant
 from lacak.metrics import Metrics
 from lacak.orders import lifecycle, validation
-from lacak.orders.models import PAID, UNPAID, Driver, Order, Payment, Place, Source, State, Update
+from lacak.orders.models import (
+    PAID,
+    UNPAID,
+    Driver,
+    HistoryEvent,
+    Order,
+    Payment,
+    Place,
+    Source,
+    State,
+    Update,
+)
 from lacak.orders.requests import Package, PickupRequest, PricingRequest
 from lacak.pricing.geo import city_route
 from lacak.pricing.quote import Quote, insurance_value, quote
@@ -31,11 +43,12 @@ class ServiceQuotes(msgspec.Struct, frozen=True):
 
 
 class Orders:
-    def __init__(self, store: Store, tariff: Tariff, clock: Clock, metrics: Metrics) -> None:
+    def __init__(self, store: Store, tariff: Tariff, clock: Clock, metrics: Metrics, links: Links) -> None:
         self.store = store
         self.tariff = tariff
         self.clock = clock
         self.metrics = metrics
+        self.links = links
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -55,6 +68,10 @@ class Orders:
         if view is None:
             raise NotFound()
         return view
+
+    async def history(self, merchant: Merchant, order_id: str) -> tuple[Order, list[HistoryEvent]]:
+        order = await self.track(merchant, order_id)
+        return order, await self.store.history(order.pk)
 
     async def payment(self, merchant: Merchant, payment_id: str) -> tuple[Payment, list[Order]]:
         if not payment_id or len(payment_id) > 64:
@@ -144,6 +161,8 @@ class Orders:
         if int(pkg.shipping_price) != q.shipping_cost:
             field = f"packages.{i}.shipping_price"
             raise ValidationError(f"The {field} does not match the current price ({q.shipping_cost}).", field)
+        # lacak's own page is the order's live link until a courier gives one of its own.
+        token, url = self.links.new()
         return Order(
             pk=0,
             merchant_id=merchant.id,
@@ -167,6 +186,8 @@ class Orders:
             poly_line=city_route(pkg.origin_lat, pkg.origin_long, pkg.destination_lat, pkg.destination_long),
             created_at=now,
             updated_at=now,
+            live_tracking_url=url,
+            live_token=token,
         )
 
     async def void(self, merchant: Merchant, order_id: str) -> tuple[Payment, Order]:

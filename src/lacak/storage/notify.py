@@ -18,15 +18,24 @@ log = logging.getLogger("lacak.storage")
 
 
 async def listen_forever(
-    url: str, channel: str, callback: Callable[[], None], stop: asyncio.Event, *, retry: float = 1.0
+    url: str,
+    channel: str,
+    callback: Callable[[], None],
+    stop: asyncio.Event,
+    *,
+    retry: float = 1.0,
+    on_message: Callable[[str], None] | None = None,
 ) -> None:
+    """Call `on_message(payload)` per notification (`callback()` if None), `callback()` after
+    every (re)connect."""
+    message = on_message or (lambda _payload: callback())
     while not stop.is_set():
         lost = asyncio.Event()
         conn: Any = None
         try:
             conn = await asyncpg.connect(url, timeout=5)
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            await conn.add_listener(channel, lambda *_args: callback())
+            await conn.add_listener(channel, lambda _c, _pid, _ch, payload: message(payload))
             callback()
             waits = [asyncio.ensure_future(lost.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -40,7 +40,7 @@ ORDER_COLUMNS = (
     + ", item_name, item_description, item_price, item_weight, shipping_cost, insurance,"
     " admin_fee, total_price, tracking_code, driver_name, driver_phone, driver_photo,"
     " cancel_description, live_tracking_url, poly_line, created_at, allocated_at, finished_at,"
-    " canceled_at, updated_at"
+    " canceled_at, updated_at, live_token"
 )
 
 
@@ -93,6 +93,7 @@ def order_from_row(row: Row | tuple[Any, ...]) -> Order:
         finished_at,
         canceled_at,
         updated_at,
+        live_token,
     ) = row
     return Order(
         pk=pk,
@@ -125,6 +126,7 @@ def order_from_row(row: Row | tuple[Any, ...]) -> Order:
         finished_at=as_dt(finished_at),
         canceled_at=as_dt(canceled_at),
         updated_at=_dt(updated_at),
+        live_token=live_token,
     )
 
 
@@ -162,6 +164,7 @@ def order_values(o: Order) -> tuple[Any, ...]:
         o.finished_at,
         o.canceled_at,
         o.updated_at,
+        o.live_token,
     )
 
 

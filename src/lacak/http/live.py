@@ -1,0 +1,224 @@
+"""Routes: the public live-tracking page `/t/{token}`, its event stream, its polling fallback.
+
+No key: the unguessable token is the permission. Every answer is `no-store` and
+`no-referrer` (the token must not leak to a cache or to another site), under a CSP that lets
+the page run only its own script and talk only to its own origin. Each client address is
+rate-limited; pages are HTML in the visitor's language, the stream and `/state` are data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.resources import files
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from prometheus_client import Gauge
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from lacak.errors import StorageError
+from lacak.http.ratelimit import RateLimit
+from lacak.http.routes import services_of
+from lacak.live import i18n, pages
+from lacak.live.hub import GONE_FRAME, Entry, Watch
+from lacak.live.links import expired, valid_token
+from lacak.live.wiring import LiveRuntime
+from lacak.settings import LiveSettings
+
+_encode = msgspec.json.Encoder().encode
+RETRY_MS = 3000  # how long a browser waits before reconnecting a dropped stream
+
+
+def csp(settings: LiveSettings) -> str:
+    img = "'self' data: https:"
+    if settings.tiles_url:
+        parts = urlsplit(settings.tiles_url)
+        img += f" {parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"img-src {img}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def _headers(settings: LiveSettings, **extra: str) -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": csp(settings),
+        "X-Content-Type-Options": "nosniff",
+        **extra,
+    }
+
+
+class Live:
+    """The handlers, bound to the runtime and the limiter once (no per-request lookups)."""
+
+    def __init__(self, settings: LiveSettings) -> None:
+        self.settings = settings
+        self.limit = RateLimit(settings.rate_per_minute, settings.burst)
+
+    @staticmethod
+    def runtime(request: Request) -> LiveRuntime:
+        return services_of(request).live
+
+    def _lang(self, request: Request) -> str:
+        return i18n.pick_language(request.query_params.get("lang"), request.headers.get("accept-language"))
+
+    def _html(self, body: str, status: int, lang: str, **extra: str) -> Response:
+        headers = _headers(self.settings, **extra)
+        headers["Content-Language"] = lang
+        headers["Vary"] = "Accept-Language"
+        return HTMLResponse(body, status, headers)
+
+    def _data(self, status: int, payload: Any, **extra: str) -> Response:
+        headers = _headers(self.settings, **extra)
+        return Response(_encode(payload), status, headers, media_type="application/json")
+
+    def _throttled(self, request: Request) -> float:
+        client = request.client
+        return self.limit.take(client.host if client else "-")
+
+    async def _order(self, request: Request) -> tuple[int | None, bool]:
+        """The watched order's pk (None: no such link) and whether its link has expired."""
+        token = request.path_params["token"]
+        if not valid_token(token):
+            return None, False
+        found = await self.runtime(request).store.by_token(token)
+        if found is None:
+            return None, False
+        rt = self.runtime(request)
+        return found.order.pk, expired(found.order, rt.hub.clock(), rt.settings.ttl_hours)
+
+    async def page(self, request: Request) -> Response:
+        lang = self._lang(request)
+        wait = self._throttled(request)
+        if wait:
+            return self._html(pages.too_many(lang=lang), 429, lang, **{"Retry-After": str(int(wait) + 1)})
+        try:
+            pk, gone = await self._order(request)
+            snapshot = None if pk is None or gone else await self.runtime(request).hub.snapshot(pk)
+        except StorageError:
+            unavailable = _headers(self.settings, **{"Retry-After": "5"})
+            return Response("service unavailable, try again", 503, unavailable)
+        if gone:
+            return self._html(pages.gone(lang=lang), 410, lang)
+        if snapshot is None:
+            return self._html(pages.not_found(lang=lang), 404, lang)
+        body = pages.page(
+            snapshot,
+            lang=lang,
+            token=request.path_params["token"],
+            tiles_url=self.settings.tiles_url,
+            tiles_attribution=self.settings.tiles_attribution,
+        )
+        return self._html(body, 200, lang)
+
+    async def state(self, request: Request) -> Response:
+        wait = self._throttled(request)
+        if wait:
+            return self._data(429, {"error": "too many requests"}, **{"Retry-After": str(int(wait) + 1)})
+        try:
+            pk, gone = await self._order(request)
+            snapshot = None if pk is None or gone else await self.runtime(request).hub.snapshot(pk)
+        except StorageError:
+            return self._data(503, {"error": "unavailable"}, **{"Retry-After": "5"})
+        if gone:
+            return self._data(410, {"error": "expired"})
+        if snapshot is None:
+            return self._data(404, {"error": "not found"})
+        return self._data(200, snapshot)
+
+    async def events(self, request: Request) -> Response:
+        # Error answers are not streams: EventSource gives up on them instead of retrying.
+        wait = self._throttled(request)
+        if wait:
+            return self._data(429, {"error": "too many requests"}, **{"Retry-After": str(int(wait) + 1)})
+        rt = self.runtime(request)
+        if rt.hub.streams >= self.settings.max_streams:
+            # The page falls back to polling `/state`, which costs this process no open stream.
+            return self._data(503, {"error": "too many open streams"}, **{"Retry-After": "30"})
+        try:
+            pk, gone = await self._order(request)
+            subscribed = None if pk is None or gone else await rt.hub.subscribe(pk)
+        except StorageError:
+            return self._data(503, {"error": "unavailable"}, **{"Retry-After": "5"})
+        if gone:
+            return self._data(410, {"error": "expired"})
+        if subscribed is None:
+            return self._data(404, {"error": "not found"})
+        watch, entry = subscribed
+        last = request.headers.get("last-event-id")
+        stream = self._stream(rt, watch, entry, last, services_of(request).metrics.live_streams)
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers=_headers(self.settings, **{"X-Accel-Buffering": "no"}),
+        )
+
+    async def _stream(
+        self, rt: LiveRuntime, watch: Watch, entry: Entry, last: str | None, gauge: Gauge
+    ) -> AsyncIterator[bytes]:
+        gauge.inc()
+        try:
+            first = b"retry: %d\n\n" % RETRY_MS
+            # A resumed stream that already has this state gets only what is newer.
+            if last != str(entry.seq):
+                first += entry.state
+            yield first + entry.position
+            while True:
+                if not await watch.wait(self.settings.heartbeat):
+                    yield b": ping\n\n"
+                    continue
+                current = rt.hub.entry(watch.pk) or entry
+                out = b""
+                if watch.gone:
+                    yield GONE_FRAME
+                    return
+                if watch.state:
+                    out += current.state + current.position
+                elif watch.position:
+                    out += current.position
+                watch.state = watch.position = False
+                if out:
+                    yield out
+        finally:
+            rt.hub.unsubscribe(watch)
+            gauge.dec()
+
+
+# The page's own files: a fixed list of types, nothing outside the package's static folder.
+_STATIC = files("lacak.live") / "static"
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+async def static(request: Request) -> Response:
+    path = request.path_params["path"]
+    parts = path.split("/")
+    kind = _TYPES.get(PurePosixPath(path).suffix)
+    if kind is None or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        return Response("not found", 404, media_type="text/plain")
+    resource = _STATIC.joinpath(*parts)
+    if not resource.is_file():
+        return Response("not found", 404, media_type="text/plain")
+    # Filenames do not change with versions, so caches revalidate after an hour.
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return Response(resource.read_bytes(), 200, headers, media_type=kind)
+
+
+def routes(settings: LiveSettings) -> list[Route]:
+    live = Live(settings)
+    return [
+        Route("/t/{token}", live.page, methods=["GET"]),
+        Route("/t/{token}/state", live.state, methods=["GET"]),
+        Route("/t/{token}/events", live.events, methods=["GET"]),
+        Route("/static/live/{path:path}", static, methods=["GET"]),
+    ]
