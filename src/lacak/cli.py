@@ -118,7 +118,13 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=False,
+        # Behind a reverse proxy, the client address (live-page rate limits, logs) comes from
+        # X-Forwarded-For, trusted only from the proxies named.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Live pages hold their streams open for ever: without a bound, a stop waits on them and
+        # the shutdown (webhook sender, task loop) never runs. Browsers reconnect on their own.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -201,6 +201,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None
+    forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-For is believed
     run_tasks: bool = True  # serve also runs the task loop (simulator, courier bookings)
     task_lease: float = 60.0  # seconds a claimed task is held before another process may take it
     sim: SimSettings = field(default_factory=SimSettings)
@@ -242,6 +243,7 @@ class Settings:
             host=e.text("LACAK_HOST", "127.0.0.1"),
             port=int(e.num("LACAK_PORT", 8080)),
             public_url=e.opt("LACAK_PUBLIC_URL"),
+            forwarded_allow_ips=e.opt("LACAK_FORWARDED_ALLOW_IPS"),
             run_tasks=e.flag("LACAK_RUN_TASKS", True),
             task_lease=max(1.0, e.num("LACAK_TASK_LEASE", 60.0)),
             sim=SimSettings.from_env(e),

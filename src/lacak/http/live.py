@@ -165,24 +165,20 @@ class Live:
         gauge.inc()
         try:
             first = b"retry: %d\n\n" % RETRY_MS
-            # A resumed stream that already has this state gets only what is newer.
-            if last != str(entry.seq):
-                first += entry.state
-            yield first + entry.position
+            # A resumed stream that already has this state gets only what is newer. A state
+            # event carries the position too, so a separate one goes only without it.
+            first += entry.state if last != str(entry.seq) else entry.position
+            yield first
             while True:
                 if not await watch.wait(self.settings.heartbeat):
                     yield b": ping\n\n"
                     continue
                 current = rt.hub.entry(watch.pk) or entry
-                out = b""
-                if watch.gone:
-                    yield GONE_FRAME
-                    return
-                if watch.state:
-                    out += current.state + current.position
-                elif watch.position:
-                    out += current.position
+                out = current.state if watch.state else current.position if watch.position else b""
                 watch.state = watch.position = False
+                if watch.gone:  # the final state first, if it came in the same wake-up
+                    yield out + GONE_FRAME
+                    return
                 if out:
                     yield out
         finally:

@@ -140,6 +140,10 @@ class LiveHub:
             self._dirty.add(pk)
             self._wake.set()
 
+    def wake(self) -> None:
+        """Run the loop now (a change, or a stop that must not wait for the next look)."""
+        self._wake.set()
+
     def changed_all(self) -> None:
         """Notifications may have been missed (a LISTEN reconnect): look at every order."""
         self._dirty.update(self._entries)
@@ -173,7 +177,8 @@ class LiveHub:
                     self._expire()
             except Exception:  # the database may be down for a while: pages keep their last view
                 log.exception("live update failed")
-                await asyncio.sleep(self.poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll)
 
     async def _refresh(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -216,7 +221,8 @@ class LiveHub:
             fresh.seq,
             fresh.expires,
         )
-        entry.point, entry.position, entry.sent_at = fresh.point, fresh.position, fresh.sent_at
+        # The state event carries the position; the next position event keeps its own pace.
+        entry.point, entry.position = fresh.point, fresh.position
         for w in entry.watches:
             w.mark(state=True)
 
@@ -227,6 +233,8 @@ class LiveHub:
         clock = views.Clock(entry.snapshot["origin"]["long"])
         position = views.position(point, clock)
         entry.snapshot = {**entry.snapshot, "position": position}
+        # A page opened from now on gets the new position with its first state event.
+        entry.state = state_frame(entry.snapshot)
         entry.position = position_frame(position)
         entry.sent_at = now
         for w in entry.watches:

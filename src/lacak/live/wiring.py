@@ -63,4 +63,5 @@ class LiveRuntime:
     async def close(self) -> None:
         if self._stop is not None:
             self._stop.set()
+            self.hub.wake()
             await asyncio.gather(*self._tasks)
