@@ -154,6 +154,16 @@ def test_off_path_states_keep_the_furthest_step_and_say_why() -> None:
     assert snap["position"] is None  # a finished trip shows no driver position
     assert snap["expires_at"] == "2026-12-04T14:06:00+07:00"
     assert views.tone(S.DELIVERED) == "done" and views.tone(S.NO_DRIVER) == "warning"
+    # lacak's own photos become paths (the page's CSP and origin); others stay as they are.
+    own = order(driver=Driver("Budi", "0812", "http://127.0.0.1:8080/avatars/b.svg"))
+    assert (
+        views.snapshot(own, None, [], None, 24, "http://127.0.0.1:8080")["driver"]["photo"]
+        == "/avatars/b.svg"
+    )
+    other = order(driver=Driver("Budi", "0812", "https://cdn.gojek.com/d.jpg"))
+    assert views.snapshot(other, None, [], None, 24, "http://127.0.0.1:8080")["driver"]["photo"].startswith(
+        "https://cdn"
+    )
     # A courier's note stays the merchant's business while the order runs normally.
     assert views.snapshot(order(cancel_description="x"), None, [], None, 24)["note"] is None
 

@@ -88,8 +88,17 @@ class Entry:
 
 
 class LiveHub:
-    def __init__(self, live: LiveStore, ttl_hours: float, poll: float, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        live: LiveStore,
+        ttl_hours: float,
+        poll: float,
+        clock: Callable[[], datetime],
+        *,
+        own_origin: str = "",
+    ) -> None:
         self.live = live
+        self.own_origin = own_origin  # lacak's public URL: its own photo links become paths
         self.ttl_hours = ttl_hours
         self.poll = poll
         self.clock = clock
@@ -262,7 +271,9 @@ class LiveHub:
         loaded = await self.live.load(pk)
         if loaded is None:
             return None
-        snap = views.snapshot(loaded.order, loaded.plate, loaded.events, loaded.position, self.ttl_hours)
+        snap = views.snapshot(
+            loaded.order, loaded.plate, loaded.events, loaded.position, self.ttl_hours, self.own_origin
+        )
         return Entry(
             snapshot=snap,
             state=state_frame(snap),

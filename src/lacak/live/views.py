@@ -65,8 +65,21 @@ def position(p: Point | None, clock: Clock) -> dict[str, Any] | None:
     return None if p is None else {"lat": p.lat, "long": p.long, "at": clock.iso(p.at)}
 
 
+def site_path(url: str | None, own_origin: str) -> str | None:
+    """lacak's own URLs as paths: the page is served from wherever the customer reached it
+    (and its CSP lets images come from there, not from `http://` elsewhere)."""
+    if url and own_origin and url.startswith(own_origin.rstrip("/") + "/"):
+        return url[len(own_origin.rstrip("/")) :]
+    return url
+
+
 def snapshot(
-    order: Order, plate: str | None, events: list[HistoryEvent], live: Point | None, ttl_hours: float
+    order: Order,
+    plate: str | None,
+    events: list[HistoryEvent],
+    live: Point | None,
+    ttl_hours: float,
+    own_origin: str = "",
 ) -> dict[str, Any]:
     clock = Clock(order.origin.long)
     applied = [e for e in events if e.outcome == Outcome.APPLIED]
@@ -87,7 +100,12 @@ def snapshot(
         "timeline": [{"state": e.state.value, "at": clock.iso(e.occurred_at)} for e in reversed(applied)],
         "driver": None
         if not d.name
-        else {"name": d.name, "phone": mask_phone(d.phone), "plate": plate, "photo": d.photo},
+        else {
+            "name": d.name,
+            "phone": mask_phone(d.phone),
+            "plate": plate,
+            "photo": site_path(d.photo, own_origin),
+        },
         "origin": {"name": order.origin.name, "lat": order.origin.lat, "long": order.origin.long},
         "destination": {
             "name": order.destination.name,

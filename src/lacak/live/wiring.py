@@ -30,7 +30,7 @@ class LiveRuntime:
     @classmethod
     def build(cls, settings: Settings, db: Database, store: Store) -> LiveRuntime:
         live = LiveStore(db, store)
-        hub = LiveHub(live, settings.live.ttl_hours, settings.live.poll, utcnow)
+        hub = LiveHub(live, settings.live.ttl_hours, settings.live.poll, utcnow, own_origin=settings.base_url)
         runtime = cls(settings.live, live, hub, settings.resolved_database_url, db.dialect)
         store.effects.append(runtime._announce)
         if db.dialect != "postgresql":

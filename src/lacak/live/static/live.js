@@ -274,6 +274,10 @@
     el.className = "map-tiles";
     container.appendChild(el);
     const map = L.map(el, { scrollWheelZoom: false });
+    // A view at once: Leaflet adds layers only to a map that has one, and the markers' ids and
+    // data attributes are set when they are added (the fit to the whole route comes later).
+    const start = snap.origin || {};
+    map.setView([Number(start.lat) || -6.2, Number(start.long) || 106.816], 15);
     L.tileLayer(url, {
       maxZoom: 19,
       // Leaflet inserts attribution as HTML; the operator's text is shown as text.
