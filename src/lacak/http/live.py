@@ -8,7 +8,10 @@ rate-limited; pages are HTML in the visitor's language, the stream and `/state` 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from importlib.resources import files
 from pathlib import PurePosixPath
 from typing import Any
@@ -17,14 +20,15 @@ from urllib.parse import urlsplit
 import msgspec
 from prometheus_client import Gauge
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from lacak.errors import StorageError
 from lacak.http.ratelimit import RateLimit
 from lacak.http.routes import services_of
 from lacak.live import i18n, pages
-from lacak.live.hub import GONE_FRAME, Entry, Watch
+from lacak.live.hub import GONE_FRAME, POSITION_SPREAD, Entry, Watch
 from lacak.live.links import expired, valid_token
 from lacak.live.wiring import LiveRuntime
 from lacak.settings import LiveSettings
@@ -151,39 +155,89 @@ class Live:
         if subscribed is None:
             return self._data(404, {"error": "not found"})
         watch, entry = subscribed
-        last = request.headers.get("last-event-id")
-        stream = self._stream(rt, watch, entry, last, services_of(request).metrics.live_streams)
-        return StreamingResponse(
-            stream,
-            media_type="text/event-stream",
-            headers=_headers(self.settings, **{"X-Accel-Buffering": "no"}),
+        return EventStream(
+            self.settings,
+            rt,
+            watch,
+            entry,
+            request.headers.get("last-event-id"),
+            services_of(request).metrics.live_streams,
         )
 
-    async def _stream(
-        self, rt: LiveRuntime, watch: Watch, entry: Entry, last: str | None, gauge: Gauge
-    ) -> AsyncIterator[bytes]:
-        gauge.inc()
+
+class EventStream(Response):
+    """One page's stream, written straight to the ASGI `send`.
+
+    One coroutine per open page (plus one waiting for the disconnect), not a streaming
+    response's task group: a thousand open pages are a thousand of these, and every object
+    they keep is walked by each full garbage collection.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        settings: LiveSettings,
+        rt: LiveRuntime,
+        watch: Watch,
+        entry: Entry,
+        last: str | None,
+        gauge: Gauge,
+    ) -> None:
+        # No body and so no Content-Length (as Starlette's StreamingResponse does it).
+        self.status_code = 200
+        self.background = None
+        self.init_headers(_headers(settings, **{"X-Accel-Buffering": "no"}))
+        self.quiet = settings.heartbeat
+        self.rt, self.watch, self.entry, self.last, self.gauge = rt, watch, entry, last, gauge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = self.watch
+        listener = asyncio.ensure_future(_until_disconnect(receive, watch))
+        self.gauge.inc()
         try:
-            first = b"retry: %d\n\n" % RETRY_MS
-            # A resumed stream that already has this state gets only what is newer. A state
-            # event carries the position too, so a separate one goes only without it.
-            first += entry.state if last != str(entry.seq) else entry.position
-            yield first
-            while True:
-                if not await watch.wait(self.settings.heartbeat):
-                    yield b": ping\n\n"
-                    continue
-                current = rt.hub.entry(watch.pk) or entry
-                out = current.state if watch.state else current.position if watch.position else b""
-                watch.state = watch.position = False
-                if watch.gone:  # the final state first, if it came in the same wake-up
-                    yield out + GONE_FRAME
-                    return
-                if out:
-                    yield out
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with aclosing(self._frames()) as frames:
+                async for chunk in frames:
+                    if watch.closed:
+                        return
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            rt.hub.unsubscribe(watch)
-            gauge.dec()
+            listener.cancel()
+            self.rt.hub.unsubscribe(watch)
+            self.gauge.dec()
+
+    async def _frames(self) -> AsyncGenerator[bytes]:
+        watch, entry = self.watch, self.entry
+        phase = random.random() * POSITION_SPREAD
+        # A resumed stream that already has this state gets only what is newer. A state event
+        # carries the position too, so a separate one goes only without it.
+        yield b"retry: %d\n\n" % RETRY_MS + (entry.state if self.last != str(entry.seq) else entry.position)
+        while not watch.closed:
+            if not await watch.wait(self.quiet):
+                yield b": ping\n\n"
+                continue
+            if watch.position and not (watch.state or watch.gone):
+                # Positions of every watched order reach every page in one turn of the loop;
+                # each stream waits its own fixed offset, so a thousand writes are spread over
+                # a second instead of stalling lookups behind them (and one page's positions
+                # stay 2 s apart).
+                await asyncio.sleep(phase)
+            current = self.rt.hub.entry(watch.pk) or entry
+            out = current.state if watch.state else current.position if watch.position else b""
+            watch.state = watch.position = False
+            if watch.gone:  # the final state first, if it came in the same wake-up
+                yield out + GONE_FRAME
+                return
+            if out:
+                yield out
+
+
+async def _until_disconnect(receive: Receive, watch: Watch) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    watch.close()
 
 
 # The page's own files: a fixed list of types, nothing outside the package's static folder.

@@ -33,6 +33,7 @@ from lacak.positions.store import Point
 
 log = logging.getLogger("lacak.live")
 POSITION_EVERY = 2.0  # seconds: the most often a page gets the driver's position
+POSITION_SPREAD = 1.0  # seconds over which one look's position events leave, page by page
 _encode = msgspec.json.Encoder().encode
 
 
@@ -50,13 +51,14 @@ GONE_FRAME = b"event: gone\ndata: {}\n\n"
 class Watch:
     """One open stream: what it has not sent yet."""
 
-    __slots__ = ("_event", "gone", "pk", "position", "state")
+    __slots__ = ("_event", "closed", "gone", "pk", "position", "state")
 
     def __init__(self, pk: int) -> None:
         self.pk = pk
         self.state = False
         self.position = False
         self.gone = False
+        self.closed = False  # the page went away
         self._event = asyncio.Event()
 
     def mark(self, *, state: bool = False, position: bool = False, gone: bool = False) -> None:
@@ -65,10 +67,16 @@ class Watch:
         self.gone |= gone
         self._event.set()
 
+    def close(self) -> None:
+        self.closed = True
+        self._event.set()
+
     async def wait(self, quiet: float) -> bool:
         """True when something is to be sent, False after `quiet` seconds (heartbeat time)."""
+        # asyncio.timeout cancels this task itself: no helper task per wait, as wait_for makes.
         try:
-            await asyncio.wait_for(self._event.wait(), quiet)
+            async with asyncio.timeout(quiet):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()
