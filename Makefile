@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo serve test lint typecheck browser pytest bench bench-webhooks clean
+.PHONY: run demo serve test lint typecheck browser pytest bench bench-webhooks bench-live clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(PY) bench/webhooks.py --backend both
+
+bench-live: $(STAMP)
+	$(PY) bench/live.py --backend both
 
 clean:
 	rm -rf $(VENV) lacak-data .pytest_cache .mypy_cache .ruff_cache

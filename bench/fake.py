@@ -368,5 +368,6 @@ def order_rows(
         )  # fmt: skip
         extra: tuple[Any, ...] = (plate,) if plates else ()
         if views_json:  # what lacak stores with each order since schema 0004
-            extra += (tracking_json(order_from_row(row)),)
+            # Seeded orders have no live-page token (ORDER_COLS ends before `live_token`).
+            extra += (tracking_json(order_from_row((*row, None))),)
         yield (*row, *extra)
