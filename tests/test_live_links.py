@@ -134,6 +134,12 @@ def test_the_snapshot_shows_the_trip_in_the_local_clock() -> None:
     assert snap["expires_at"] is None and snap["note"] is None
 
 
+def test_a_position_json_cannot_carry_is_no_position() -> None:
+    clock = views.Clock(110.35)
+    assert views.position(Point(float("nan"), 110.3, T0), clock) is None
+    assert views.position(Point(-7.7, float("inf"), T0), clock) is None
+
+
 def test_the_snapshot_keeps_what_the_customer_does_not_need_out() -> None:
     snap = views.snapshot(order(), None, [event(S.CREATED, 0)], None, 24)
     text = msgspec.json.encode(snap).decode()

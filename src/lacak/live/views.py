@@ -6,6 +6,7 @@ numbers but the driver's masked one, no pickup address, no merchant data beyond 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -62,7 +63,10 @@ class Clock:
 
 
 def position(p: Point | None, clock: Clock) -> dict[str, Any] | None:
-    return None if p is None else {"lat": p.lat, "long": p.long, "at": clock.iso(p.at)}
+    # A courier may send anything it likes; JSON (and the map) has no place for NaN.
+    if p is None or not (math.isfinite(p.lat) and math.isfinite(p.long)):
+        return None
+    return {"lat": p.lat, "long": p.long, "at": clock.iso(p.at)}
 
 
 def site_path(url: str | None, own_origin: str) -> str | None:
