@@ -493,12 +493,13 @@ def alive(server: Server) -> bool:
 
 
 def listening(db: Backend) -> int:
-    """Sessions LISTENing on this database (their last statement): dispatchers that are up.
+    """Sessions LISTENing for deliveries on this database (their last statement): dispatchers
+    that are up. Serve processes also LISTEN for the live page, on another channel.
 
     pg_stat_activity covers the whole server, where other tests' dispatchers listen too."""
     rows = db.query(
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
-        " AND query ILIKE 'LISTEN %'"
+        " AND query ILIKE 'LISTEN %lacak_deliveries%'"
     )
     return int(rows[0]["n"])
 
