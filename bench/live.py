@@ -474,6 +474,7 @@ def server_env(db: harness.Database, args: argparse.Namespace, static: harness.T
         LACAK_LIVE_RATE_PER_MINUTE=str(max(6000, args.streams * 60)),
         LACAK_LIVE_BURST=str(args.streams * 2 + 100),
         LACAK_LIVE_MAX_STREAMS=str(max(10_000, args.streams * 2)),
+        LACAK_LIVE_STREAMS_PER_CLIENT=str(args.streams * 2),  # every stream comes from 127.0.0.1
     )
     return env
 

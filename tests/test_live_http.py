@@ -210,8 +210,11 @@ class Frame:
 class Sse:
     """An open `/events` request; a thread parses its lines into frames on a queue."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, *, read: float = 10.0) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=read))
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, *, read: float = 10.0, local: str | None = None
+    ) -> None:
+        transport = httpx.HTTPTransport(local_address=local) if local else None
+        self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=read), transport=transport)
         self._stream = self.client.stream("GET", url + "/events", headers=headers or {})
         self.response = self._stream.__enter__()
         self.frames: queue.Queue[Frame | None] = queue.Queue()
@@ -372,7 +375,10 @@ def has_id(html: str, element_id: str) -> bool:
 
 def assert_live_headers(r: httpx.Response) -> None:
     for name, value in SECURITY_HEADERS.items():
-        assert r.headers.get(name) == value, (name, dict(r.headers))
+        got = r.headers.get(name, "")
+        # The event stream adds no-transform (no proxy may buffer or compress it).
+        ok = got == value or (name.lower() == "cache-control" and got == "no-store, no-transform")
+        assert ok, (name, dict(r.headers))
     csp = r.headers["content-security-policy"]
     directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
     assert directives["script-src"] == ["'self'"], csp
@@ -835,6 +841,28 @@ def test_streams_are_capped_per_process(backend: Backend, tmp_path: Path) -> Non
                 return again.response.status_code == 200
 
         wait_until("a stream slot to be freed", reopened, 5)
+
+
+def test_streams_are_capped_per_client_and_tokens_stay_out_of_the_log(
+    backend: Backend, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    env = live_env(backend, LACAK_LIVE_STREAMS_PER_CLIENT="2", LACAK_ACCESS_LOG="1", LACAK_LOG_LEVEL="INFO")
+    with running(env, log) as srv:
+        api = create_merchant(srv.base_url)
+        a = new_order(api)
+        with Sse(a.url) as one, Sse(a.url) as two:
+            opening(one)
+            opening(two)
+            with Sse(a.url) as third:
+                assert third.response.status_code == 429
+                assert third.response.json() == {"error": "too many open streams"}
+            with Sse(a.url, local="127.0.0.2") as elsewhere:  # another address has its own share
+                assert elsewhere.response.status_code == 200
+        assert httpx.get(a.url, timeout=10).status_code == 200
+        token = a.url.rsplit("/", 1)[1]
+        wait_until("the access log", lambda: '"/t/{token}/events"' in log.read_text(), 10)
+    assert token not in log.read_text()
 
 
 # -- 8. another process -----------------------------------------------------------------------

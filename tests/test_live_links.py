@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import polyline
 
-from lacak.http.ratelimit import RateLimit
+from lacak.http.ratelimit import RateLimit, client_key
 from lacak.live import links, views
 from lacak.live.links import Links, expired, expires_at, mask_phone, valid_token, zone_for
 from lacak.orders.models import Driver, HistoryEvent, Order, Outcome, Place, Source, State
@@ -188,11 +188,20 @@ def test_the_limiter_allows_a_burst_then_the_rate() -> None:
     assert limit.take("a") == 0.0 and limit.take("a") > 0
 
 
-def test_the_limiter_forgets_idle_addresses() -> None:
+def test_the_limiter_keeps_a_hard_bound_and_forgets_the_oldest() -> None:
     now = [0.0]
-    limit = RateLimit(per_minute=6000, burst=2, clock=lambda: now[0])
-    for i in range(50_001):
-        limit.take(f"10.0.{i // 250}.{i % 250}")
-    now[0] = 10.0
-    limit.take("fresh")
-    assert len(limit._buckets) <= 2
+    limit = RateLimit(per_minute=60, burst=2, clock=lambda: now[0], max_keys=100)
+    limit.take("first")
+    limit.take("first")
+    assert limit.take("first") > 0  # its bucket is empty
+    for i in range(100):
+        limit.take(f"10.0.0.{i}")
+    assert len(limit._buckets) == 100
+    assert limit.take("first") == 0.0  # forgotten: a new address gets a full bucket
+
+
+def test_ipv6_clients_share_their_64() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("203.0.113.7") == "203.0.113.7"
+    assert client_key("-") == "-"

@@ -104,6 +104,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings = _settings()
     _prepare(settings)
     logs.configure(settings.log_level)
+    _lift_open_files()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics to shared files so /metrics adds them all up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lacak-metrics-")
@@ -126,6 +127,16 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         # the shutdown (webhook sender, task loop) never runs. Browsers reconnect on their own.
         timeout_graceful_shutdown=5,
     )
+
+
+def _lift_open_files() -> None:
+    """Every open live page holds a socket: the soft limit (often 1,024) goes up to the hard
+    one, or refused connections would take the merchant API down with the pages."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @main.command()

@@ -166,6 +166,7 @@ class LiveSettings:
     rate_per_minute: float = 120.0  # page, state and stream requests per client IP
     burst: float = 60.0
     max_streams: int = 10_000  # open event streams per process; more get a 503 and poll
+    streams_per_client: int = 50  # open event streams per client address (a NAT holds many homes)
     heartbeat: float = 15.0  # seconds between SSE comments, under every proxy's idle timeout
     poll: float = 2.0  # seconds between looks at watched orders (positions, missed changes)
 
@@ -181,6 +182,7 @@ class LiveSettings:
             rate_per_minute=max(1.0, e.num("LACAK_LIVE_RATE_PER_MINUTE", 120.0)),
             burst=max(1.0, e.num("LACAK_LIVE_BURST", 60.0)),
             max_streams=max(1, int(e.num("LACAK_LIVE_MAX_STREAMS", 10_000))),
+            streams_per_client=max(1, int(e.num("LACAK_LIVE_STREAMS_PER_CLIENT", 50))),
             heartbeat=max(0.05, e.num("LACAK_LIVE_HEARTBEAT", 15.0)),
             poll=max(0.05, e.num("LACAK_LIVE_POLL", 2.0)),
         )

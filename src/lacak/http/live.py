@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from importlib.resources import files
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from lacak.errors import StorageError
-from lacak.http.ratelimit import RateLimit
+from lacak.http.ratelimit import RateLimit, client_key
 from lacak.http.routes import services_of
 from lacak.live import i18n, pages
 from lacak.live.hub import GONE_FRAME, POSITION_SPREAD, Entry, Watch
@@ -64,6 +65,7 @@ class Live:
     def __init__(self, settings: LiveSettings) -> None:
         self.settings = settings
         self.limit = RateLimit(settings.rate_per_minute, settings.burst)
+        self.open: Counter[str] = Counter()  # open streams per client address
 
     @staticmethod
     def runtime(request: Request) -> LiveRuntime:
@@ -84,7 +86,7 @@ class Live:
 
     def _throttled(self, request: Request) -> float:
         client = request.client
-        return self.limit.take(client.host if client else "-")
+        return self.limit.take(client_key(client.host) if client else "-")
 
     async def _order(self, request: Request) -> tuple[int | None, bool]:
         """The watched order's pk (None: no such link) and whether its link has expired."""
@@ -142,6 +144,10 @@ class Live:
         if wait:
             return self._data(429, {"error": "too many requests"}, **{"Retry-After": str(int(wait) + 1)})
         rt = self.runtime(request)
+        client = client_key(request.client.host) if request.client else "-"
+        if self.open[client] >= self.settings.streams_per_client:
+            # One address holding open streams by the hundred is not one family's phones.
+            return self._data(429, {"error": "too many open streams"}, **{"Retry-After": "30"})
         if rt.hub.streams >= self.settings.max_streams:
             # The page falls back to polling `/state`, which costs this process no open stream.
             return self._data(503, {"error": "too many open streams"}, **{"Retry-After": "30"})
@@ -162,6 +168,7 @@ class Live:
             entry,
             request.headers.get("last-event-id"),
             services_of(request).metrics.live_streams,
+            (self.open, client),
         )
 
 
@@ -183,18 +190,24 @@ class EventStream(Response):
         entry: Entry,
         last: str | None,
         gauge: Gauge,
+        client: tuple[Counter[str], str],
     ) -> None:
         # No body and so no Content-Length (as Starlette's StreamingResponse does it).
         self.status_code = 200
         self.background = None
-        self.init_headers(_headers(settings, **{"X-Accel-Buffering": "no"}))
+        headers = _headers(settings, **{"X-Accel-Buffering": "no"})
+        headers["Cache-Control"] = "no-store, no-transform"  # no proxy may buffer or compress it
+        self.init_headers(headers)
         self.quiet = settings.heartbeat
         self.rt, self.watch, self.entry, self.last, self.gauge = rt, watch, entry, last, gauge
+        self.client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = self.watch
         listener = asyncio.ensure_future(_until_disconnect(receive, watch))
         self.gauge.inc()
+        counts, client = self.client
+        counts[client] += 1
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async with aclosing(self._frames()) as frames:
@@ -207,6 +220,9 @@ class EventStream(Response):
             listener.cancel()
             self.rt.hub.unsubscribe(watch)
             self.gauge.dec()
+            counts[client] -= 1
+            if not counts[client]:
+                del counts[client]
 
     async def _frames(self) -> AsyncGenerator[bytes]:
         watch, entry = self.watch, self.entry

@@ -19,6 +19,9 @@ from lacak.metrics import Metrics
 _VALID_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 
 
+SECRET_PATHS = ("/t/",)  # routes whose path holds a token (the live page's)
+
+
 class Observe:
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.app = app
@@ -68,7 +71,8 @@ class Observe:
                     {
                         "request_id": rid,
                         "method": scope["method"],
-                        "path": scope["path"],
+                        # A live page's path is its capability: logs get the route instead.
+                        "path": label if label.startswith(SECRET_PATHS) else scope["path"],
                         "route": label,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 3),

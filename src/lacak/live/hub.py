@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -115,6 +116,7 @@ class LiveHub:
         self._pending: set[int] = set()  # changed by this process, not yet committed
         self._wake = asyncio.Event()
         self._loading: dict[int, asyncio.Future[Entry | None]] = {}
+        self._look_now = False
 
     # -- what pages see -----------------------------------------------------------------------
 
@@ -134,6 +136,10 @@ class LiveHub:
             if entry is None:
                 return None
             # Two pages may open the same order at once: the first to finish loading is kept.
+            if pk not in self._entries:
+                # A change announced while it loaded found no entry to mark: look again now.
+                self._dirty.add(pk)
+                self._wake.set()
             entry = self._entries.setdefault(pk, entry)
         watch = Watch(pk)
         entry.watches.add(watch)
@@ -162,8 +168,9 @@ class LiveHub:
         self._wake.set()
 
     def changed_all(self) -> None:
-        """Notifications may have been missed (a LISTEN reconnect): look at every order."""
-        self._dirty.update(self._entries)
+        """Notifications may have been missed (a LISTEN reconnect): look at every order now
+        (one query compares every seq; only the changed ones are read again)."""
+        self._look_now = True
         self._wake.set()
 
     def pending(self, pk: int) -> None:
@@ -188,7 +195,8 @@ class LiveHub:
             self._wake.clear()
             try:
                 await self._refresh()
-                if loop.time() >= next_look:
+                if self._look_now or loop.time() >= next_look:
+                    self._look_now = False
                     next_look = loop.time() + self.poll
                     await self._look(loop.time())
                     self._expire()
@@ -258,22 +266,18 @@ class LiveHub:
             w.mark(position=True)
 
     async def _load(self, pk: int) -> Entry | None:
-        # Concurrent loads of one order (a burst of pages, a change) share one read.
+        # Concurrent loads of one order (a burst of pages, a change) share one read. It runs as
+        # a task of its own: a caller cancelled while waiting (a page that went away) must not
+        # hand its cancellation to the others, the hub's loop among them.
         running = self._loading.get(pk)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
-        self._loading[pk] = future
-        try:
-            entry = await self._read(pk)
-            future.set_result(entry)
-            return entry
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting on it
-            raise
-        finally:
-            del self._loading[pk]
+        if running is None:
+            running = asyncio.ensure_future(self._read(pk))
+            self._loading[pk] = running
+            running.add_done_callback(partial(self._loaded, pk))
+        return await asyncio.shield(running)
+
+    def _loaded(self, pk: int, _task: asyncio.Future[Entry | None]) -> None:
+        self._loading.pop(pk, None)
 
     async def _read(self, pk: int) -> Entry | None:
         loaded = await self.live.load(pk)

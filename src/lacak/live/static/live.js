@@ -36,6 +36,7 @@
   const POLL_MS = 5000;
   const DEFAULT_PHOTO = "/static/live/driver.svg";
   const SSE_GIVE_UP = 3; // errors before the first message: the stream is not getting through
+  const SSE_FIRST_STATE_MS = 10000; // no first state event by then: something holds it back
 
   // --- small helpers ------------------------------------------------------------------------
 
@@ -640,7 +641,18 @@
       }
     };
     source.onopen = alive;
+    // The first connection always starts with a state event. A proxy that passes the headers
+    // but holds the body back raises no error at all: without that event, poll instead.
+    let stated = false;
+    const watchdog = setTimeout(() => {
+      if (!stated) {
+        source.close();
+        poll();
+      }
+    }, SSE_FIRST_STATE_MS);
     source.addEventListener("state", (ev) => {
+      stated = true;
+      clearTimeout(watchdog);
       alive();
       onSnapshot(parse(ev.data));
     });
