@@ -45,6 +45,9 @@ async def listen_forever(
             log.warning("listen %s: %s; retrying", channel, type(exc).__name__)
         finally:
             if conn is not None and not conn.is_closed():
-                await conn.close(timeout=2)
+                try:
+                    await conn.close(timeout=2)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    conn.terminate()  # a dead server's goodbye must not end the listening
         if not stop.is_set():
             await asyncio.sleep(retry)
