@@ -12,6 +12,7 @@ deadline instead of blocking it. Timings are measured on arrival in that thread.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -731,6 +732,25 @@ def test_stream_pushes_driver_positions_at_most_every_two_seconds(sim: Server) -
     assert all(g >= 1.9 for g in gaps), gaps
     assert len({(f.json()["lat"], f.json()["long"]) for f in moved}) > 1  # the driver moves
     assert state_of(order.url)["position"] is not None
+
+
+def test_a_page_opened_mid_trip_gets_its_next_position_two_seconds_later(sim: Server) -> None:
+    """The opening state event carries the position: the first position event waits 2 s."""
+    order = new_order(create_merchant(sim.base_url))
+    wait_until("the driver to move", lambda: state_of(order.url)["position"], 15)
+    with contextlib.ExitStack() as stack:
+        opened = []
+        for _ in range(8):  # pages opened across the hub's 2 s rhythm
+            s = stack.enter_context(Sse(order.url))
+            _, state = opening(s)
+            assert state.event == "state" and state.json()["position"] is not None
+            opened.append((s, state))
+            time.sleep(0.25)
+        gaps = []
+        for s, state in opened:
+            first, _ = s.until("position", lambda f: f.event == "position", 6.0)
+            gaps.append(round(first.at - state.at, 2))
+    assert all(g >= 1.9 for g in gaps), gaps
 
 
 def test_state_change_does_not_bypass_the_position_throttle(sim: Server) -> None:

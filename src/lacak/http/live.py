@@ -29,7 +29,7 @@ from lacak.errors import StorageError
 from lacak.http.ratelimit import RateLimit, client_key
 from lacak.http.routes import services_of
 from lacak.live import i18n, pages
-from lacak.live.hub import GONE_FRAME, POSITION_SPREAD, Entry, Watch
+from lacak.live.hub import GONE_FRAME, POSITION_EVERY, POSITION_SPREAD, Entry, Watch
 from lacak.live.links import expired, valid_token
 from lacak.live.wiring import LiveRuntime
 from lacak.settings import LiveSettings
@@ -226,10 +226,12 @@ class EventStream(Response):
 
     async def _frames(self) -> AsyncGenerator[bytes]:
         watch, entry = self.watch, self.entry
+        clock = asyncio.get_running_loop().time
         phase = random.random() * POSITION_SPREAD
         # A resumed stream that already has this state gets only what is newer. A state event
         # carries the position too, so a separate one goes only without it.
         yield b"retry: %d\n\n" % RETRY_MS + (entry.state if self.last != str(entry.seq) else entry.position)
+        shown = clock()  # when this page last got a position (a state event carries one)
         while not watch.closed:
             if not await watch.wait(self.quiet):
                 yield b": ping\n\n"
@@ -237,9 +239,9 @@ class EventStream(Response):
             if watch.position and not (watch.state or watch.gone):
                 # Positions of every watched order reach every page in one turn of the loop;
                 # each stream waits its own fixed offset, so a thousand writes are spread over
-                # a second instead of stalling lookups behind them (and one page's positions
-                # stay 2 s apart).
-                await asyncio.sleep(phase)
+                # a second instead of stalling lookups behind them; and never sooner than 2 s
+                # after this page's last position (one that came with a state event included).
+                await asyncio.sleep(max(phase, shown + POSITION_EVERY - clock()))
             current = self.rt.hub.entry(watch.pk) or entry
             out = current.state if watch.state else current.position if watch.position else b""
             watch.state = watch.position = False
@@ -247,6 +249,7 @@ class EventStream(Response):
                 yield out + GONE_FRAME
                 return
             if out:
+                shown = clock()
                 yield out
 
 
