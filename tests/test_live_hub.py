@@ -39,10 +39,10 @@ async def e(own: Backend) -> AsyncIterator[Env]:
 class Counting(LiveStore):
     loads = 0
 
-    async def load(self, pk: int):  # type: ignore[no-untyped-def]
+    async def load(self, pk: int, found=None):  # type: ignore[no-untyped-def]
         self.loads += 1
         await asyncio.sleep(0.05)  # long enough for every caller to arrive while it runs
-        return await super().load(pk)
+        return await super().load(pk, found)
 
 
 def hub_of(e: Env, *, poll: float = 0.1, ttl_hours: float = 24.0) -> LiveHub:

@@ -14,38 +14,24 @@ from lacak.live import links, views
 from lacak.live.links import Links, expired, expires_at, mask_phone, valid_token, zone_for
 from lacak.orders.models import Driver, HistoryEvent, Order, Outcome, Place, Source, State
 from lacak.positions.store import Point
+from tests.test_lifecycle import make_order
 
 S = State
 T0 = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
 
 
 def order(state: State = S.IN_TRANSIT, **over: object) -> Order:
-    base = Order(
-        pk=7,
-        merchant_id=1,
-        order_id="ORD-7",
-        payment_pk=1,
-        service="gosend",
-        service_type="instant",
-        vehicle="motor",
-        state=state,
-        seq=5,
-        origin=Place("Toko Maju", "081280045616", "Jl. Asal 1", "lantai 2", -7.80, 110.35),
-        destination=Place("Okka", "081298765432", "Minomartani, Sleman", "dekat pasar", -7.73, 110.40),
-        item_name="Barang",
-        item_description="",
-        item_price=20000,
-        item_weight=1000,
-        shipping_cost=34000,
-        admin_fee=0,
-        total_price=34000,
-        driver=Driver("Budi Santoso", "+6281234567616", "/avatars/b.svg"),
-        poly_line=polyline.encode([(-7.80, 110.35), (-7.76, 110.38), (-7.73, 110.40)], 5),
-        created_at=T0,
-        updated_at=T0,
-        live_token="t" * 24,
-    )
-    return msgspec.structs.replace(base, **over)
+    trip = {
+        "seq": 5,
+        "origin": Place("Toko Maju", "081280045616", "Jl. Asal 1", "lantai 2", -7.80, 110.35),
+        "destination": Place("Okka", "081298765432", "Minomartani, Sleman", "dekat pasar", -7.73, 110.40),
+        "driver": Driver("Budi Santoso", "+6281234567616", "/avatars/b.svg"),
+        "poly_line": polyline.encode([(-7.80, 110.35), (-7.76, 110.38), (-7.73, 110.40)], 5),
+        "live_token": "t" * 24,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return make_order(state, **{**trip, **over})
 
 
 def event(state: State, minutes: int, outcome: Outcome = Outcome.APPLIED) -> HistoryEvent:

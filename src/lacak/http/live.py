@@ -31,6 +31,7 @@ from lacak.http.routes import services_of
 from lacak.live import i18n, pages
 from lacak.live.hub import GONE_FRAME, POSITION_EVERY, POSITION_SPREAD, Entry, Watch
 from lacak.live.links import expired, valid_token
+from lacak.live.store import Found
 from lacak.live.wiring import LiveRuntime
 from lacak.settings import LiveSettings
 
@@ -88,16 +89,23 @@ class Live:
         client = request.client
         return self.limit.take(client_key(client.host) if client else "-")
 
-    async def _order(self, request: Request) -> tuple[int | None, bool]:
-        """The watched order's pk (None: no such link) and whether its link has expired."""
+    async def _order(self, request: Request) -> tuple[Found | None, bool]:
+        """The link's order (None: no such link) and whether the link has expired."""
         token = request.path_params["token"]
         if not valid_token(token):
             return None, False
-        found = await self.runtime(request).store.by_token(token)
+        rt = self.runtime(request)
+        found = await rt.store.by_token(token)
         if found is None:
             return None, False
-        rt = self.runtime(request)
-        return found.order.pk, expired(found.order, rt.hub.clock(), rt.settings.ttl_hours)
+        return found, expired(found.order, rt.hub.clock(), rt.settings.ttl_hours)
+
+    async def _snapshot(self, request: Request) -> tuple[dict[str, Any] | None, bool]:
+        """The page's data (None: no such link, or expired) and whether the link has expired."""
+        found, gone = await self._order(request)
+        if found is None or gone:
+            return None, gone
+        return await self.runtime(request).hub.snapshot(found.order.pk, found), False
 
     async def page(self, request: Request) -> Response:
         lang = self._lang(request)
@@ -105,8 +113,7 @@ class Live:
         if wait:
             return self._html(pages.too_many(lang=lang), 429, lang, **{"Retry-After": str(int(wait) + 1)})
         try:
-            pk, gone = await self._order(request)
-            snapshot = None if pk is None or gone else await self.runtime(request).hub.snapshot(pk)
+            snapshot, gone = await self._snapshot(request)
         except StorageError:
             unavailable = _headers(self.settings, **{"Retry-After": "5"})
             return Response("service unavailable, try again", 503, unavailable)
@@ -128,8 +135,7 @@ class Live:
         if wait:
             return self._data(429, {"error": "too many requests"}, **{"Retry-After": str(int(wait) + 1)})
         try:
-            pk, gone = await self._order(request)
-            snapshot = None if pk is None or gone else await self.runtime(request).hub.snapshot(pk)
+            snapshot, gone = await self._snapshot(request)
         except StorageError:
             return self._data(503, {"error": "unavailable"}, **{"Retry-After": "5"})
         if gone:
@@ -152,8 +158,8 @@ class Live:
             # The page falls back to polling `/state`, which costs this process no open stream.
             return self._data(503, {"error": "too many open streams"}, **{"Retry-After": "30"})
         try:
-            pk, gone = await self._order(request)
-            subscribed = None if pk is None or gone else await rt.hub.subscribe(pk)
+            found, gone = await self._order(request)
+            subscribed = None if found is None or gone else await rt.hub.subscribe(found.order.pk, found)
         except StorageError:
             return self._data(503, {"error": "unavailable"}, **{"Retry-After": "5"})
         if gone:

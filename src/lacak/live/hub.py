@@ -29,7 +29,7 @@ import msgspec
 
 from lacak.live import views
 from lacak.live.links import expires_at
-from lacak.live.store import LiveStore
+from lacak.live.store import Found, LiveStore
 from lacak.positions.store import Point
 
 log = logging.getLogger("lacak.live")
@@ -124,15 +124,15 @@ class LiveHub:
     def streams(self) -> int:
         return sum(len(e.watches) for e in self._entries.values())
 
-    async def snapshot(self, pk: int) -> dict[str, Any] | None:
+    async def snapshot(self, pk: int, found: Found | None = None) -> dict[str, Any] | None:
         """The order's snapshot: the watched copy, or a fresh one for an order nobody watches."""
-        entry = self._entries.get(pk) or await self._load(pk)
+        entry = self._entries.get(pk) or await self._load(pk, found)
         return None if entry is None else entry.snapshot
 
-    async def subscribe(self, pk: int) -> tuple[Watch, Entry] | None:
+    async def subscribe(self, pk: int, found: Found | None = None) -> tuple[Watch, Entry] | None:
         entry = self._entries.get(pk)
         if entry is None:
-            entry = await self._load(pk)
+            entry = await self._load(pk, found)
             if entry is None:
                 return None
             # Two pages may open the same order at once: the first to finish loading is kept.
@@ -265,13 +265,13 @@ class LiveHub:
         for w in entry.watches:
             w.mark(position=True)
 
-    async def _load(self, pk: int) -> Entry | None:
+    async def _load(self, pk: int, found: Found | None = None) -> Entry | None:
         # Concurrent loads of one order (a burst of pages, a change) share one read. It runs as
         # a task of its own: a caller cancelled while waiting (a page that went away) must not
         # hand its cancellation to the others, the hub's loop among them.
         running = self._loading.get(pk)
         if running is None:
-            running = asyncio.ensure_future(self._read(pk))
+            running = asyncio.ensure_future(self._read(pk, found))
             self._loading[pk] = running
             running.add_done_callback(partial(self._loaded, pk))
         return await asyncio.shield(running)
@@ -279,8 +279,8 @@ class LiveHub:
     def _loaded(self, pk: int, _task: asyncio.Future[Entry | None]) -> None:
         self._loading.pop(pk, None)
 
-    async def _read(self, pk: int) -> Entry | None:
-        loaded = await self.live.load(pk)
+    async def _read(self, pk: int, found: Found | None) -> Entry | None:
+        loaded = await self.live.load(pk, found)
         if loaded is None:
             return None
         snap = views.snapshot(

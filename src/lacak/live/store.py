@@ -67,8 +67,9 @@ class LiveStore:
         values = tuple(row)
         return Found(order_from_row(values[:_N]), values[_N])
 
-    async def load(self, pk: int) -> Loaded | None:
-        found = await self.by_pk(pk)
+    async def load(self, pk: int, found: Found | None = None) -> Loaded | None:
+        """Everything the snapshot needs; `found` is the order already read by its token."""
+        found = found or await self.by_pk(pk)
         if found is None:
             return None
         events = await self.store.history(pk)
