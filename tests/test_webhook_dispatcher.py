@@ -10,7 +10,7 @@ from aiohttp import web
 
 from lacak.settings import Settings
 from lacak.wiring import services
-from tests.support import Backend, fresh_backend
+from tests.support import Backend, free_port, fresh_backend
 from tests.test_store import Env, request
 
 pytestmark = pytest.mark.anyio
@@ -72,3 +72,30 @@ async def test_stopping_right_after_the_sends_keeps_every_result(
         )
     assert {r[0]: r[1] for r in rows} == {"delivered": 60}
     assert len(recv.ids) == len(set(recv.ids)) == 60
+
+
+async def test_an_unreachable_endpoint_is_held_back_while_the_others_flow(
+    own: Backend, receiver: tuple[Receiver, str]
+) -> None:
+    recv, url = receiver
+    env = own.env(LACAK_WEBHOOK_ALLOW_PRIVATE="1", LACAK_WEBHOOK_PER_ENDPOINT="2")
+    async with services(Settings.from_env(env)) as s:
+        good, _ = await s.merchants.create("breaker-good")
+        down, _ = await s.merchants.create("breaker-down")
+        await s.hooks.service.set_callback(good.id, url)
+        await s.hooks.service.set_callback(down.id, f"http://127.0.0.1:{free_port()}/hook")  # refused
+        await s.orders.create(down, request(30))  # older: first in line
+        await s.orders.create(good, request(60))
+        stop = asyncio.Event()
+        loop = asyncio.create_task(s.hooks.dispatcher.run_forever(stop))
+        await asyncio.wait_for(recv.all_in.wait(), 60)
+        stop.set()
+        await asyncio.wait_for(loop, 60)
+        rows = await s.db.fetch("SELECT attempts, status FROM deliveries WHERE merchant_id = $1", down.id)
+    attempts = [r[0] for r in rows]
+    assert len(attempts) == 30 and {r[1] for r in rows} == {"pending"}
+    # Three refused connections in a row open the breaker (with two in flight at a time, a fourth
+    # may already be out): the other events wait, unattempted, for the 5 s cooldown, while the
+    # healthy endpoint got all of its 60.
+    assert sum(attempts) <= 4 and attempts.count(0) >= 26
+    assert len(set(recv.ids)) == 60

@@ -28,6 +28,7 @@ from lacak.metrics import Metrics
 from lacak.orders.models import Order
 from lacak.storage.db import Database
 from lacak.webhooks import dialects, signing, store
+from lacak.webhooks.breaker import Breaker
 from lacak.webhooks.models import Job
 from lacak.webhooks.schedule import Decision, Policy, Result, Verdict
 from lacak.webhooks.store import Outcome
@@ -77,6 +78,7 @@ class Dispatcher:
         metrics: Metrics,
         clock: Callable[[], datetime],
         config: DispatchConfig,
+        breaker: Breaker | None = None,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -85,12 +87,14 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.config = config
+        self.breaker = breaker or Breaker(time.monotonic, scale=policy.scale)
         self._wake = asyncio.Event()
         self._busy: dict[int, int] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._results: list[Outcome] = []
         self._have_results = asyncio.Event()
         self._closing = False
+        self._refill = max(1, min(config.batch, config.concurrency) // 4)
 
     def wake(self) -> None:
         self._wake.set()
@@ -133,13 +137,21 @@ class Dispatcher:
     async def _claim_and_start(self) -> float:
         """Start what is due; seconds to wait before looking again (0: look again now)."""
         free = self.config.concurrency - len(self._inflight)
-        if free <= 0:
-            return self.config.idle  # a finishing send wakes us sooner
+        if free <= 0 or (self._inflight and free < self._refill):
+            # Every finishing send wakes us: claiming for each one alone would cost a claim
+            # query per delivery. Waiting until a quarter of the slots are free keeps claims
+            # batched while the pipe stays three quarters full.
+            return self.config.idle
         limit = min(free, self.config.batch)
         try:
             started = await self._claim(limit)
             if started >= limit:
                 return 0.0
+            if started:
+                # Sends are in flight and each wakes us when it ends: look again then, without
+                # asking when the rest is due (rows held back by a merchant's cap are claimed
+                # once its sends end; retries come due seconds apart, never within a send).
+                return self.config.idle
             return await self._until_next_due()
         except StorageError:
             log.exception("webhook dispatch: database error")
@@ -152,7 +164,7 @@ class Dispatcher:
             now,
             now + timedelta(seconds=self.config.lease),
             limit or self.config.batch,
-            busy=self._busy,
+            busy=self.breaker.busy(self._busy, self.config.per_endpoint),
             per_endpoint=self.config.per_endpoint,
         )
         for job in jobs:
@@ -170,11 +182,14 @@ class Dispatcher:
         # Merchants at their cap are left out: their due rows cannot be claimed until one of
         # their sends finishes, which wakes the claimer. Counting them made a slow endpoint's
         # backlog "due now" for ever, and the claimer spun on the database.
-        full = [m for m, n in self._busy.items() if n >= self.config.per_endpoint]
+        busy = self.breaker.busy(self._busy, self.config.per_endpoint)
+        full = [m for m, n in busy.items() if n >= self.config.per_endpoint]
         nxt = await store.next_due(self.db, skip=full)
+        # An endpoint held back by the breaker is looked at again when its cooldown ends.
+        wait = min(self.config.idle, self.breaker.next_change() or self.config.idle)
         if nxt is None:
-            return self.config.idle
-        return max(0.0, min(self.config.idle, (nxt - self.clock()).total_seconds()))
+            return wait
+        return max(0.0, min(wait, (nxt - self.clock()).total_seconds()))
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
@@ -192,6 +207,9 @@ class Dispatcher:
         except Exception as exc:  # one broken delivery must not stop the others
             log.exception("webhook delivery crashed", extra={"event_id": job.event_id})
             outcome = self._crashed(job, exc)
+        else:
+            if outcome.attempted:  # "http" (an answer, any status) closes the breaker
+                self.breaker.record(job.merchant_id, outcome.error_class)
         finally:
             left = self._busy.get(job.merchant_id, 1) - 1
             if left:

@@ -1,0 +1,85 @@
+"""Holding back the deliveries of an endpoint that cannot be reached (a circuit breaker).
+
+Each delivery keeps its own retry schedule (`schedule.Policy`), but a merchant whose server
+is down would still get a first attempt for every new event, and a retry for every old one,
+each failing after a connect or a timeout: work that healthy endpoints pay for. After
+`threshold` transport failures in a row (no HTTP answer: `timeout`, `connect`, `dns`, `tls`,
+`ssrf-blocked`) the endpoint is *open*: none of its deliveries is claimed for a cooldown of
+`base` seconds, doubled each time it opens again without an answer in between, up to `cap`.
+After the cooldown it is *half-open*: one delivery at a time goes, as a probe. Any HTTP
+answer, whatever its status, closes it (the server is reachable; a 500 about one event is that
+event's business). Deliveries held back stay `pending` and due; no attempt is spent on them.
+
+Per process and in memory, like the per-endpoint concurrency cap: it only decides what this
+process claims. Pure: the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger("lacak.webhooks")
+
+UNREACHABLE = frozenset({"timeout", "connect", "dns", "tls", "ssrf-blocked"})
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    failures: int = 0  # transport failures in a row while closed
+    opened: int = 0  # times opened since the last answer
+    until: float = 0.0  # open until then (clock seconds)
+
+
+class Breaker:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        threshold: int = 3,
+        base: float = 5.0,
+        cap: float = 60.0,
+        scale: float = 1.0,
+    ) -> None:
+        self.clock = clock
+        self.threshold = threshold
+        self.base = base / scale  # the retry clock's scale: tests compress it the same way
+        self.cap = cap / scale
+        self._endpoints: dict[int, _Endpoint] = {}
+
+    def record(self, merchant_id: int, error_class: str | None) -> None:
+        """One attempt's result: `error_class` None for an HTTP answer of any status."""
+        if error_class not in UNREACHABLE:
+            self._endpoints.pop(merchant_id, None)
+            return
+        e = self._endpoints.setdefault(merchant_id, _Endpoint())
+        now = self.clock()
+        if e.until > now:
+            return  # sent before it opened: already counted in
+        e.failures += 1
+        if e.failures >= self.threshold or e.opened:  # a failed probe reopens at once
+            cooldown = min(self.base * 2**e.opened, self.cap)
+            e.until, e.opened, e.failures = now + cooldown, e.opened + 1, 0
+            log.info(
+                "webhook endpoint unreachable: holding its deliveries",
+                extra={"merchant_id": merchant_id, "seconds": round(cooldown, 3), "times": e.opened},
+            )
+
+    def busy(self, in_flight: Mapping[int, int], per_endpoint: int) -> dict[int, int]:
+        """`in_flight` as the claimer should see it: open endpoints full, half-open ones with
+        room for one delivery at a time."""
+        out = dict(in_flight)
+        now = self.clock()
+        for merchant_id, e in self._endpoints.items():
+            if e.until > now:
+                out[merchant_id] = per_endpoint
+            elif e.opened:  # half-open: the probe, and nothing beside it
+                out[merchant_id] = per_endpoint if out.get(merchant_id) else per_endpoint - 1
+        return out
+
+    def next_change(self) -> float | None:
+        """Seconds until the first open endpoint turns half-open (None: none is open)."""
+        now = self.clock()
+        waits = [e.until - now for e in self._endpoints.values() if e.until > now]
+        return min(waits) if waits else None
