@@ -630,6 +630,25 @@ def test_malformed_json_is_400_and_nothing_is_stored(
 
 
 @pytest.mark.parametrize("provider", [G, X, B])
+def test_callbacks_keep_request_ids_route_metrics_and_405s(provider: str, couriers: Server) -> None:
+    # POST callbacks skip Starlette's router (routes.FastRoutes): they must still be observed
+    # like every route, and every other method on the path still gets Starlette's envelope.
+    path = f"/couriers/{provider}/callback"
+    r = client(couriers.base_url).post(path, content=b"[1]", headers={"X-Request-ID": "cb-fast-1"})
+    assert r.status_code == 401 and r.headers["x-request-id"] == "cb-fast-1"
+    lines = client(couriers.base_url).get("/metrics").text.splitlines()
+    assert any(
+        line.startswith("lacak_http_requests_total{") and f'route="{path}"' in line and 'method="POST"' in line
+        for line in lines
+    ), [line for line in lines if line.startswith("lacak_http_requests_total{")]
+    for method in ("GET", "PUT", "HEAD"):
+        r = client(couriers.base_url).request(method, path)
+        assert r.status_code == 405, (method, r.text)
+        if method != "HEAD":
+            assert (r.json()["status"], r.json()["text"]) == (False, "method not allowed")
+
+
+@pytest.mark.parametrize("provider", [G, X, B])
 def test_unknown_order_is_recorded_counted_and_answered_200(
     provider: str, couriers: Server, backend: Backend
 ) -> None:

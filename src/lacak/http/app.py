@@ -69,5 +69,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     # A trailing slash would otherwise get a bare 307; the contract wants an envelope.
     app.router.redirect_slashes = False
-    mitra.install_fast_path(app, metrics, access_log)  # raw-ASGI GET tracking, see routes.FastRoutes
+    # Raw-ASGI GET tracking and POST courier callbacks, see routes.FastRoutes.
+    fast = mitra.install_fast_path(app, metrics, access_log)
+    couriers.add_fast_routes(fast)
     return app

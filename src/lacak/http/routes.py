@@ -56,14 +56,17 @@ class FastRoute:
 
 
 class FastRoutes:
-    """Raw-ASGI dispatch of a few hot GET routes, ahead of Starlette's stack.
+    """Raw-ASGI dispatch of a few hot routes, ahead of Starlette's stack.
 
     Starlette's router, its exception middlewares, a `Request` and a `Response` object cost
     more than a tracking lookup's own work. A route registered here is answered by a handler
     that reads the ASGI scope and sends its messages itself, still inside the `Observe`
-    middleware (request id, metrics by route, access log). Everything else, including HEAD and
-    other methods on these paths, goes through the Starlette stack exactly as before; so does
-    a path that the Starlette route would not match the same way (see `_match`).
+    middleware (request id, metrics by route, access log). Exact paths are registered per
+    method (GET tracking's static twin in the benchmark, POST courier callbacks), prefixes for
+    GET only. Everything else, including HEAD and other methods on these paths, goes through
+    the Starlette stack exactly as before; so does a path that the Starlette route would not
+    match the same way (see `_match`). A handler must answer every failure itself: nothing
+    behind it turns an exception into an envelope.
 
     Installed as the app's `middleware_stack` (`install_fast_routes`); the regular stack is
     built on the first request that falls through, so routes added after `create_app` (the
@@ -73,12 +76,12 @@ class FastRoutes:
     def __init__(self, app: Starlette, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.app = app
         self._stack: ASGIApp | None = None
-        self._exact: dict[str, FastRoute] = {}
+        self._exact: dict[tuple[str, str], FastRoute] = {}
         self._prefixes: list[tuple[str, str, FastRoute]] = []
         self._observed = Observe(self._dispatch, metrics, access_log)
 
-    def add_exact(self, path: str, handler: RawHandler) -> None:
-        self._exact[path] = FastRoute(self._route(path), handler)
+    def add_exact(self, path: str, handler: RawHandler, *, method: str = "GET") -> None:
+        self._exact[(method, path)] = FastRoute(self._route(path, method), handler)
 
     def add_prefix(self, route_path: str, prefix: str, handler: RawHandler, *, not_ending: str = "") -> None:
         """`route_path` ends in one `{name:path}` parameter, which is everything after `prefix`.
@@ -87,18 +90,19 @@ class FastRoutes:
         assert route_path.startswith(prefix) and route_path.endswith(":path}"), route_path
         self._prefixes.append((prefix, not_ending, FastRoute(self._route(route_path), handler)))
 
-    def _route(self, path: str) -> Route:
+    def _route(self, path: str, method: str = "GET") -> Route:
         for route in self.app.router.routes:
-            if isinstance(route, Route) and route.path == path and "GET" in (route.methods or ()):
+            if isinstance(route, Route) and route.path == path and method in (route.methods or ()):
                 return route
-        raise LookupError(f"no GET route {path} to stand in for")
+        raise LookupError(f"no {method} route {path} to stand in for")
 
     def _match(self, scope: Scope) -> FastRoute | None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+        if scope["type"] != "http" or scope.get("root_path"):
             return None
+        method: str = scope["method"]
         path: str = scope["path"]
-        hit = self._exact.get(path)
-        if hit is not None:
+        hit = self._exact.get((method, path))
+        if hit is not None or method != "GET":
             return hit
         for prefix, not_ending, fast in self._prefixes:
             # `{x:path}` is `.*`, which stops at a newline: leave such paths to Starlette's regex.

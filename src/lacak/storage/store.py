@@ -7,6 +7,7 @@ which writes the order, its history row and its outbox row together.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -79,7 +80,14 @@ _CREATE_LOCK = 0x6C61  # advisory lock namespace of order creation ("la")
 
 
 def new_event_id() -> str:
-    return "msg_" + secrets.token_hex(16)
+    """`msg_` + 32 hex digits: the time in milliseconds (12), then 80 random bits (20).
+
+    Time first, as KSUIDs and ULIDs do, so that new ids land at the end of the unique index
+    instead of on a random page of it: an outbox insert then dirties one index page, not a
+    fresh one per event (a commit writes every dirtied page). Still unguessable and unique.
+    """
+    ms = time.time_ns() // 1_000_000
+    return f"msg_{ms & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(10)}"
 
 
 class Change(msgspec.Struct, frozen=True):
