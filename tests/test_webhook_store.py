@@ -102,6 +102,27 @@ async def test_per_endpoint_cap_and_saturated_merchants_are_skipped(own: Backend
         assert [j.merchant_id for j in more] == [b.merchant.id]
 
 
+async def test_held_merchants_wait_except_for_manual_resends(own: Backend, e: Env) -> None:
+    async with env(own, callback=True) as b:
+        await e.create(3)
+        await b.create(2)
+        now = utcnow()
+
+        async def held_claim(cap: int) -> list[Job]:  # the breaker holds A back to `cap` in flight
+            return await store.claim(e.s.db, now, now + LEASE, 50, busy={}, per_endpoint=10,
+                                     held={e.merchant.id: cap})  # fmt: skip
+
+        assert [j.merchant_id for j in await held_claim(10)] == [b.merchant.id] * 2
+        row = await e.s.db.fetchrow(
+            "SELECT min(id) FROM deliveries WHERE merchant_id = $1 AND status = 'pending'", e.merchant.id
+        )
+        async with e.s.db.transaction() as tx:
+            await store.resend(tx, row[0], now)  # an operator's resend is not held back
+        assert [(j.id, j.manual) for j in await held_claim(10)] == [(row[0], True)]
+        # Half-open (room for one) lets one scheduled attempt through.
+        assert [j.merchant_id for j in await held_claim(9)] == [e.merchant.id]
+
+
 async def test_results_are_fenced_by_the_attempt(e: Env) -> None:
     await e.create()
     now = utcnow()

@@ -164,8 +164,9 @@ class Dispatcher:
             now,
             now + timedelta(seconds=self.config.lease),
             limit or self.config.batch,
-            busy=self.breaker.busy(self._busy, self.config.per_endpoint),
+            busy=self._busy,
             per_endpoint=self.config.per_endpoint,
+            held=self.breaker.busy(self._busy, self.config.per_endpoint),
         )
         for job in jobs:
             self._busy[job.merchant_id] = self._busy.get(job.merchant_id, 0) + 1

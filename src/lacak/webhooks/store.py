@@ -9,7 +9,7 @@ attempt number: a worker that outlived its lease cannot overwrite the newer atte
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,28 +106,39 @@ async def claim(
     *,
     busy: dict[int, int],
     per_endpoint: int,
+    held: Mapping[int, int] | None = None,
 ) -> list[Job]:
     """Claim up to `limit` due deliveries, at most `per_endpoint` in flight per merchant.
 
     `busy` is what this worker already has in flight per merchant; saturated merchants are
-    left out of the query so that a slow endpoint's backlog cannot fill every claim. Only
-    `limit` rows are locked, so concurrent claimers skip past each other; rows over a
-    merchant's cap in this batch are left as they were (their lock ends with the claim).
+    left out of the query so that a slow endpoint's backlog cannot fill every claim. `held`
+    is the lower cap of merchants the breaker holds back (`breaker.Breaker.busy`): it applies
+    to scheduled attempts only, a manual resend goes at once. Only `limit` rows are locked, so
+    concurrent claimers skip past each other; rows over a merchant's cap in this batch are left
+    as they were (their lock ends with the claim).
     """
+    held = held or {}
     full = [m for m, n in busy.items() if n >= per_endpoint]
+    shut = [m for m, n in held.items() if n >= per_endpoint and m not in full]
     skip = f" AND merchant_id NOT IN ({marks(3, len(full))})" if full else ""
+    if shut:
+        skip += f" AND (manual OR merchant_id NOT IN ({marks(3 + len(full), len(shut))}))"
     async with db.transaction() as tx:
         candidates = await tx.fetch(
-            "SELECT id, merchant_id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1"
-            f"{skip} ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "SELECT id, merchant_id, manual FROM deliveries"
+            f" WHERE status = 'pending' AND next_attempt_at <= $1{skip}"
+            " ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             now,
             limit,
             *full,
+            *shut,
         )
         taken: dict[int, int] = {}
         ids: list[int] = []
-        for id_, merchant_id in candidates:
+        for id_, merchant_id, manual in candidates:
             n = busy.get(merchant_id, 0) + taken.get(merchant_id, 0)
+            if not manual:
+                n = max(n, held.get(merchant_id, 0) + taken.get(merchant_id, 0))
             if n < per_endpoint and len(ids) < limit:
                 taken[merchant_id] = taken.get(merchant_id, 0) + 1
                 ids.append(id_)
