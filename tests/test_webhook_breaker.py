@@ -6,8 +6,6 @@ import pytest
 
 from lacak.webhooks.breaker import Breaker
 
-CAP = 10  # per-endpoint concurrency
-
 
 class Clock:
     def __init__(self) -> None:
@@ -22,71 +20,89 @@ def clock() -> Clock:
     return Clock()
 
 
+def fail(b: Breaker, clock: Clock, times: int = 1, kind: str = "connect", merchant: int = 7) -> None:
+    for _ in range(times):
+        b.record(merchant, kind, clock.now)  # sent now, failed now
+
+
 def test_closed_until_three_transport_failures_in_a_row(clock: Clock) -> None:
     b = Breaker(clock)
-    for _ in range(2):
-        b.record(7, "connect")
-    assert b.busy({}, CAP) == {} and b.next_change() is None
-    b.record(7, "timeout")
-    assert b.busy({}, CAP) == {7: CAP}  # open: nothing of merchant 7 is claimed
-    assert b.busy({7: 3, 8: 1}, CAP) == {7: CAP, 8: 1}  # others untouched
+    fail(b, clock, 2)
+    assert b.caps() == {} and b.next_change() is None
+    fail(b, clock, kind="timeout")
+    assert b.caps() == {7: 0}  # open: no scheduled delivery of merchant 7 is claimed
     assert b.next_change() == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("answer", [None, "http"])
 def test_any_http_answer_resets_the_count(clock: Clock, answer: str | None) -> None:
     b = Breaker(clock)
-    b.record(7, "connect")
-    b.record(7, "connect")
-    b.record(7, answer)  # a 2xx (None) or any other status ("http"): the server is there
-    b.record(7, "connect")
-    b.record(7, "connect")
-    assert b.busy({}, CAP) == {}
+    fail(b, clock, 2)
+    b.record(7, answer, clock.now)  # a 2xx (None) or any other status ("http"): the server is there
+    fail(b, clock, 2)
+    assert b.caps() == {}
 
 
-def test_half_open_lets_one_probe_through_then_closes_on_an_answer(clock: Clock) -> None:
+def test_half_open_allows_one_then_an_answer_closes_it(clock: Clock) -> None:
     b = Breaker(clock)
-    for _ in range(3):
-        b.record(7, "dns")
+    fail(b, clock, 3, kind="dns")
     clock.now += 5.0
     assert b.next_change() is None
-    assert b.busy({}, CAP) == {7: CAP - 1}  # room for exactly one
-    assert b.busy({7: 1}, CAP) == {7: CAP}  # the probe is out: nothing beside it
-    b.record(7, None)
-    assert b.busy({}, CAP) == {}
+    assert b.caps() == {7: 1}  # one delivery at a time: the probe
+    b.record(7, None, clock.now)
+    assert b.caps() == {}
 
 
 def test_a_failed_probe_reopens_at_once_for_twice_as_long_up_to_the_cap(clock: Clock) -> None:
     b = Breaker(clock, base=5.0, cap=60.0)
-    for _ in range(3):
-        b.record(7, "connect")
+    fail(b, clock, 3)
     cooldowns = []
     for _ in range(6):
         clock.now += b.next_change() or 0.0
-        b.record(7, "connect")  # the probe fails
+        fail(b, clock)  # the probe, sent after the cooldown, fails
         cooldowns.append(b.next_change())
     assert cooldowns == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
 
 
-def test_failures_of_sends_made_before_it_opened_do_not_extend_it(clock: Clock) -> None:
+def test_results_of_sends_made_before_it_opened_change_nothing(clock: Clock) -> None:
     b = Breaker(clock)
+    sent = clock.now  # ten sends go out at once
+    clock.now += 0.2
     for _ in range(3):
-        b.record(7, "connect")
+        b.record(7, "connect", sent)  # three are refused: it opens
+    clock.now += 14.0  # long past the 5 s cooldown: the other sends time out only now
+    for _ in range(7):
+        b.record(7, "timeout", sent)
+    assert b.caps() == {7: 1}  # still half-open, not reopened for 10 s
+    b.record(7, "connect", clock.now)  # a probe sent since: that one counts
+    assert b.caps() == {7: 0} and b.next_change() == pytest.approx(10.0)
+
+
+def test_a_manual_probe_that_fails_while_open_reopens_it(clock: Clock) -> None:
+    b = Breaker(clock)
+    fail(b, clock, 3)
     clock.now += 1.0
-    for _ in range(7):  # the rest of the ten that were in flight
-        b.record(7, "connect")
-    assert b.next_change() == pytest.approx(4.0)
+    fail(b, clock)  # a resend, sent while open
+    assert b.next_change() == pytest.approx(10.0)
 
 
 def test_scale_compresses_the_cooldowns_like_the_retry_clock(clock: Clock) -> None:
     b = Breaker(clock, scale=1000.0)
-    for _ in range(3):
-        b.record(7, "tls")
+    fail(b, clock, 3, kind="tls")
     assert b.next_change() == pytest.approx(0.005)
 
 
 def test_ssrf_blocked_counts_as_unreachable(clock: Clock) -> None:
     b = Breaker(clock)
-    for _ in range(3):
-        b.record(7, "ssrf-blocked")
-    assert b.busy({}, CAP) == {7: CAP}
+    fail(b, clock, 3, kind="ssrf-blocked")
+    assert b.caps() == {7: 0}
+
+
+def test_a_failure_or_two_long_ago_is_forgotten(clock: Clock) -> None:
+    b = Breaker(clock, cap=60.0)
+    fail(b, clock, 2, merchant=8)
+    clock.now += 61.0
+    assert b.caps() == {}
+    fail(b, clock, merchant=8)  # counting starts again
+    assert b.caps() == {}
+    assert b._endpoints[8].failures == 1

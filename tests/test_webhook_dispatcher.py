@@ -99,3 +99,52 @@ async def test_an_unreachable_endpoint_is_held_back_while_the_others_flow(
     # healthy endpoint got all of its 60.
     assert sum(attempts) <= 4 and attempts.count(0) >= 26
     assert len(set(recv.ids)) == 60
+
+
+async def test_a_capped_backlog_at_the_head_of_the_queue_does_not_hold_up_others(own: Backend) -> None:
+    # 150 due events of a slow merchant come first; with two in flight per endpoint, each claim
+    # can take only what that merchant's cap allows. The fast merchant's later events must still
+    # go at once, not after the slow backlog drains.
+    fast_ids: list[str] = []
+    fast_in = asyncio.Event()
+
+    async def slow(req: web.Request) -> web.Response:
+        await req.read()
+        await asyncio.sleep(0.3)
+        return web.Response(text="ok")
+
+    async def fast(req: web.Request) -> web.Response:
+        await req.read()
+        fast_ids.append(req.headers["webhook-id"])
+        if len(fast_ids) >= 5:
+            fast_in.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    app.router.add_post("/fast", fast)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started above
+    env = own.env(LACAK_WEBHOOK_ALLOW_PRIVATE="1", LACAK_WEBHOOK_PER_ENDPOINT="2")
+    try:
+        async with services(Settings.from_env(env)) as s:
+            a, _ = await s.merchants.create("backlog-slow")
+            b, _ = await s.merchants.create("backlog-fast")
+            await s.hooks.service.set_callback(a.id, f"http://127.0.0.1:{port}/slow")
+            await s.hooks.service.set_callback(b.id, f"http://127.0.0.1:{port}/fast")
+            for _ in range(3):
+                await s.orders.create(a, request(50))
+            await s.orders.create(b, request(5))
+            stop = asyncio.Event()
+            loop = asyncio.create_task(s.hooks.dispatcher.run_forever(stop))
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(fast_in.wait(), 30)
+            waited = asyncio.get_running_loop().time() - started
+            stop.set()
+            await asyncio.wait_for(loop, 30)
+    finally:
+        await runner.cleanup()
+    assert waited < 3.0, waited  # the slow backlog alone takes 150 x 0.3 s / 2 = 22 s

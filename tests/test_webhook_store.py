@@ -102,25 +102,30 @@ async def test_per_endpoint_cap_and_saturated_merchants_are_skipped(own: Backend
         assert [j.merchant_id for j in more] == [b.merchant.id]
 
 
-async def test_held_merchants_wait_except_for_manual_resends(own: Backend, e: Env) -> None:
+async def test_held_merchants_wait_and_their_manual_resends_go_one_at_a_time(own: Backend, e: Env) -> None:
     async with env(own, callback=True) as b:
         await e.create(3)
         await b.create(2)
         now = utcnow()
 
-        async def held_claim(cap: int) -> list[Job]:  # the breaker holds A back to `cap` in flight
-            return await store.claim(e.s.db, now, now + LEASE, 50, busy={}, per_endpoint=10,
-                                     held={e.merchant.id: cap})  # fmt: skip
+        async def held_claim(cap: int, busy: dict[int, int] | None = None) -> list[Job]:
+            return await store.claim(e.s.db, now, now + LEASE, 50, busy=busy or {}, per_endpoint=10,
+                                     caps={e.merchant.id: cap})  # fmt: skip
 
-        assert [j.merchant_id for j in await held_claim(10)] == [b.merchant.id] * 2
-        row = await e.s.db.fetchrow(
-            "SELECT min(id) FROM deliveries WHERE merchant_id = $1 AND status = 'pending'", e.merchant.id
+        assert [j.merchant_id for j in await held_claim(0)] == [b.merchant.id] * 2  # A is open
+        pending = await e.s.db.fetch(
+            "SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending' ORDER BY id",
+            e.merchant.id,
         )
         async with e.s.db.transaction() as tx:
-            await store.resend(tx, row[0], now)  # an operator's resend is not held back
-        assert [(j.id, j.manual) for j in await held_claim(10)] == [(row[0], True)]
-        # Half-open (room for one) lets one scheduled attempt through.
-        assert [j.merchant_id for j in await held_claim(9)] == [e.merchant.id]
+            for row in pending[:2]:
+                await store.resend(tx, row[0], now)  # an operator resends two
+        first = await held_claim(0)
+        assert [(j.id, j.manual) for j in first] == [(pending[0][0], True)]  # the probe, alone
+        assert await held_claim(0, busy={e.merchant.id: 1}) == []  # not beside one in flight
+        # Half-open: room for one, manual or scheduled (the older due first).
+        for _ in range(2):
+            assert [j.merchant_id for j in await held_claim(1)] == [e.merchant.id]
 
 
 async def test_results_are_fenced_by_the_attempt(e: Env) -> None:

@@ -55,8 +55,8 @@ class _Callback:
         self.__doc__ = f"Status callback from {provider}."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        s: Services = scope["app"].state.services
         try:
+            s: Services = scope["app"].state.services
             raw = await _read(scope, receive)
             self.fmt.verify(s.settings.couriers, Headers(scope=scope), raw)
             events = self.fmt.parse(raw)

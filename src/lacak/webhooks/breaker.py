@@ -4,20 +4,25 @@ Each delivery keeps its own retry schedule (`schedule.Policy`), but a merchant w
 is down would still get a first attempt for every new event, and a retry for every old one,
 each failing after a connect or a timeout: work that healthy endpoints pay for. After
 `threshold` transport failures in a row (no HTTP answer: `timeout`, `connect`, `dns`, `tls`,
-`ssrf-blocked`) the endpoint is *open*: none of its deliveries is claimed for a cooldown of
-`base` seconds, doubled each time it opens again without an answer in between, up to `cap`.
-After the cooldown it is *half-open*: one delivery at a time goes, as a probe. Any HTTP
-answer, whatever its status, closes it (the server is reachable; a 500 about one event is that
-event's business). Deliveries held back stay `pending` and due; no attempt is spent on them.
+`ssrf-blocked`) the endpoint is *open*: none of its scheduled deliveries is claimed for a
+cooldown of `base` seconds, doubled each time it opens again without an answer in between, up
+to `cap`. After the cooldown it is *half-open*: one delivery at a time goes, as a probe. A
+manual resend is a probe too: while the endpoint is held back, manual deliveries go one at a
+time (a bulk recover to a server still down does not flood it). Any HTTP answer, whatever its
+status, closes it (the server is reachable; a 500 about one event is that event's business).
+Deliveries held back stay `pending` and due; no attempt is spent on them.
+
+Results of sends that started before the endpoint last opened are ignored (a send may take
+the whole request timeout, longer than a cooldown): only what was sent since says anything new.
 
 Per process and in memory, like the per-endpoint concurrency cap: it only decides what this
-process claims. Pure: the clock is passed in.
+process claims. Pure: the clock is passed in, and `record` takes when the send started.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger("lacak.webhooks")
@@ -29,7 +34,9 @@ UNREACHABLE = frozenset({"timeout", "connect", "dns", "tls", "ssrf-blocked"})
 class _Endpoint:
     failures: int = 0  # transport failures in a row while closed
     opened: int = 0  # times opened since the last answer
-    until: float = 0.0  # open until then (clock seconds)
+    opened_at: float = 0.0  # when it last opened (clock seconds)
+    until: float = 0.0  # open until then
+    last: float = 0.0  # the last failure counted
 
 
 class Breaker:
@@ -48,34 +55,40 @@ class Breaker:
         self.cap = cap / scale
         self._endpoints: dict[int, _Endpoint] = {}
 
-    def record(self, merchant_id: int, error_class: str | None) -> None:
-        """One attempt's result: `error_class` None for an HTTP answer of any status."""
+    def record(self, merchant_id: int, error_class: str | None, started: float) -> None:
+        """One attempt's result (`error_class` None or "http" for an HTTP answer of any
+        status) of a send that began at `started` (clock seconds)."""
         if error_class not in UNREACHABLE:
             self._endpoints.pop(merchant_id, None)
             return
         e = self._endpoints.setdefault(merchant_id, _Endpoint())
-        now = self.clock()
-        if e.until > now:
+        if e.opened and started < e.opened_at:
             return  # sent before it opened: already counted in
-        e.failures += 1
+        now = self.clock()
+        e.failures, e.last = e.failures + 1, now
         if e.failures >= self.threshold or e.opened:  # a failed probe reopens at once
             cooldown = min(self.base * 2**e.opened, self.cap)
-            e.until, e.opened, e.failures = now + cooldown, e.opened + 1, 0
+            e.until, e.opened_at, e.opened, e.failures = now + cooldown, now, e.opened + 1, 0
             log.info(
                 "webhook endpoint unreachable: holding its deliveries",
                 extra={"merchant_id": merchant_id, "seconds": round(cooldown, 3), "times": e.opened},
             )
 
-    def busy(self, in_flight: Mapping[int, int], per_endpoint: int) -> dict[int, int]:
-        """`in_flight` as the claimer should see it: open endpoints full, half-open ones with
-        room for one delivery at a time."""
-        out = dict(in_flight)
+    def caps(self) -> dict[int, int]:
+        """Merchant → how many scheduled deliveries may be in flight: 0 while open, 1 while
+        half-open (merchants not listed are not held back)."""
         now = self.clock()
+        out: dict[int, int] = {}
+        stale: list[int] = []
         for merchant_id, e in self._endpoints.items():
             if e.until > now:
-                out[merchant_id] = per_endpoint
-            elif e.opened:  # half-open: the probe, and nothing beside it
-                out[merchant_id] = per_endpoint if out.get(merchant_id) else per_endpoint - 1
+                out[merchant_id] = 0
+            elif e.opened:
+                out[merchant_id] = 1
+            elif now - e.last > self.cap:
+                stale.append(merchant_id)  # a failure or two long ago, never followed up
+        for merchant_id in stale:
+            del self._endpoints[merchant_id]
         return out
 
     def next_change(self) -> float | None:

@@ -95,6 +95,7 @@ class Dispatcher:
         self._have_results = asyncio.Event()
         self._closing = False
         self._refill = max(1, min(config.batch, config.concurrency) // 4)
+        self._last_claim = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -137,21 +138,20 @@ class Dispatcher:
     async def _claim_and_start(self) -> float:
         """Start what is due; seconds to wait before looking again (0: look again now)."""
         free = self.config.concurrency - len(self._inflight)
-        if free <= 0 or (self._inflight and free < self._refill):
+        recent = time.monotonic() - self._last_claim < self.config.idle
+        if free <= 0 or (self._inflight and free < self._refill and recent):
             # Every finishing send wakes us: claiming for each one alone would cost a claim
             # query per delivery. Waiting until a quarter of the slots are free keeps claims
-            # batched while the pipe stays three quarters full.
+            # batched while the pipe stays three quarters full; after `idle` without a claim
+            # (sends hanging until their timeout) whatever is free is used.
             return self.config.idle
         limit = min(free, self.config.batch)
         try:
+            self._last_claim = time.monotonic()
             started = await self._claim(limit)
             if started >= limit:
                 return 0.0
-            if started:
-                # Sends are in flight and each wakes us when it ends: look again then, without
-                # asking when the rest is due (rows held back by a merchant's cap are claimed
-                # once its sends end; retries come due seconds apart, never within a send).
-                return self.config.idle
+            # Also after a partial claim: rows past a capped merchant's backlog may be due.
             return await self._until_next_due()
         except StorageError:
             log.exception("webhook dispatch: database error")
@@ -166,7 +166,7 @@ class Dispatcher:
             limit or self.config.batch,
             busy=self._busy,
             per_endpoint=self.config.per_endpoint,
-            held=self.breaker.busy(self._busy, self.config.per_endpoint),
+            caps=self.breaker.caps(),
         )
         for job in jobs:
             self._busy[job.merchant_id] = self._busy.get(job.merchant_id, 0) + 1
@@ -183,8 +183,9 @@ class Dispatcher:
         # Merchants at their cap are left out: their due rows cannot be claimed until one of
         # their sends finishes, which wakes the claimer. Counting them made a slow endpoint's
         # backlog "due now" for ever, and the claimer spun on the database.
-        busy = self.breaker.busy(self._busy, self.config.per_endpoint)
-        full = [m for m, n in busy.items() if n >= self.config.per_endpoint]
+        caps = self.breaker.caps()
+        cap = self.config.per_endpoint
+        full = [m for m in {*self._busy, *caps} if self._busy.get(m, 0) >= min(cap, caps.get(m, cap))]
         nxt = await store.next_due(self.db, skip=full)
         # An endpoint held back by the breaker is looked at again when its cooldown ends.
         wait = min(self.config.idle, self.breaker.next_change() or self.config.idle)
@@ -203,6 +204,7 @@ class Dispatcher:
     # -- one delivery ----------------------------------------------------------------------
 
     async def _deliver(self, job: Job) -> None:
+        started = time.monotonic()
         try:
             outcome = await self._attempt(job)
         except Exception as exc:  # one broken delivery must not stop the others
@@ -210,7 +212,7 @@ class Dispatcher:
             outcome = self._crashed(job, exc)
         else:
             if outcome.attempted:  # "http" (an answer, any status) closes the breaker
-                self.breaker.record(job.merchant_id, outcome.error_class)
+                self.breaker.record(job.merchant_id, outcome.error_class, started)
         finally:
             left = self._busy.get(job.merchant_id, 1) - 1
             if left:

@@ -106,20 +106,20 @@ async def claim(
     *,
     busy: dict[int, int],
     per_endpoint: int,
-    held: Mapping[int, int] | None = None,
+    caps: Mapping[int, int] | None = None,
 ) -> list[Job]:
     """Claim up to `limit` due deliveries, at most `per_endpoint` in flight per merchant.
 
     `busy` is what this worker already has in flight per merchant; saturated merchants are
-    left out of the query so that a slow endpoint's backlog cannot fill every claim. `held`
-    is the lower cap of merchants the breaker holds back (`breaker.Breaker.busy`): it applies
-    to scheduled attempts only, a manual resend goes at once. Only `limit` rows are locked, so
+    left out of the query so that a slow endpoint's backlog cannot fill every claim. `caps`
+    lowers the cap of merchants the breaker holds back (`breaker.Breaker.caps`: 0 or 1) for
+    scheduled attempts; their manual ones go one at a time. Only `limit` rows are locked, so
     concurrent claimers skip past each other; rows over a merchant's cap in this batch are left
     as they were (their lock ends with the claim).
     """
-    held = held or {}
+    caps = caps or {}
     full = [m for m, n in busy.items() if n >= per_endpoint]
-    shut = [m for m, n in held.items() if n >= per_endpoint and m not in full]
+    shut = [m for m, c in caps.items() if busy.get(m, 0) >= c and m not in full]
     skip = f" AND merchant_id NOT IN ({marks(3, len(full))})" if full else ""
     if shut:
         skip += f" AND (manual OR merchant_id NOT IN ({marks(3 + len(full), len(shut))}))"
@@ -137,9 +137,10 @@ async def claim(
         ids: list[int] = []
         for id_, merchant_id, manual in candidates:
             n = busy.get(merchant_id, 0) + taken.get(merchant_id, 0)
-            if not manual:
-                n = max(n, held.get(merchant_id, 0) + taken.get(merchant_id, 0))
-            if n < per_endpoint and len(ids) < limit:
+            cap = per_endpoint
+            if merchant_id in caps:  # held back: scheduled ones by the breaker's cap, manual one by one
+                cap = min(cap, max(caps[merchant_id], 1) if manual else caps[merchant_id])
+            if n < cap and len(ids) < limit:
                 taken[merchant_id] = taken.get(merchant_id, 0) + 1
                 ids.append(id_)
         if not ids:
