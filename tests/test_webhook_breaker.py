@@ -27,11 +27,12 @@ def fail(b: Breaker, clock: Clock, times: int = 1, kind: str = "connect", mercha
 
 def test_closed_until_three_transport_failures_in_a_row(clock: Clock) -> None:
     b = Breaker(clock)
-    fail(b, clock, 2)
+    assert [b.record(7, "connect", clock.now) for _ in range(2)] == [None, None]
     assert b.caps() == {} and b.next_change() is None
-    fail(b, clock, kind="timeout")
+    assert b.record(7, "timeout", clock.now) == 5.0  # it opened: the dispatcher defers for 5 s
     assert b.caps() == {7: 0}  # open: no scheduled delivery of merchant 7 is claimed
     assert b.next_change() == pytest.approx(5.0)
+    assert b.record(7, "connect", clock.now - 1) is None  # sent before: no news
 
 
 @pytest.mark.parametrize("answer", [None, "http"])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 
 from lacak.settings import Settings
+from lacak.storage.rows import as_dt
+from lacak.timeutil import utcnow
 from lacak.wiring import services
 from tests.support import Backend, free_port, fresh_backend
 from tests.test_store import Env, request
@@ -91,9 +94,15 @@ async def test_an_unreachable_endpoint_is_held_back_while_the_others_flow(
         await asyncio.wait_for(recv.all_in.wait(), 60)
         stop.set()
         await asyncio.wait_for(loop, 60)
-        rows = await s.db.fetch("SELECT attempts, status FROM deliveries WHERE merchant_id = $1", down.id)
+        rows = await s.db.fetch(
+            "SELECT attempts, status, next_attempt_at FROM deliveries WHERE merchant_id = $1", down.id
+        )
+        opened_by = utcnow()
     attempts = [r[0] for r in rows]
     assert len(attempts) == 30 and {r[1] for r in rows} == {"pending"}
+    # Those not attempted were moved to the end of the cooldown: claims do not scan past them.
+    later = [as_dt(r[2]) for r in rows if r[0] == 0]
+    assert later and all(t is not None and t > opened_by + timedelta(seconds=3) for t in later), later
     # Three refused connections in a row open the breaker (with two in flight at a time, a fourth
     # may already be out): the other events wait, unattempted, for the 5 s cooldown, while the
     # healthy endpoint got all of its 60.

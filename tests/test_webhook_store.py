@@ -128,6 +128,26 @@ async def test_held_merchants_wait_and_their_manual_resends_go_one_at_a_time(own
             assert [j.merchant_id for j in await held_claim(1)] == [e.merchant.id]
 
 
+async def test_defer_moves_only_scheduled_due_rows_of_that_merchant(own: Backend, e: Env) -> None:
+    async with env(own, callback=True) as b:
+        await e.create(3)
+        await b.create(1)
+        now = utcnow()
+        mine = await e.s.db.fetch(
+            "SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending' ORDER BY id",
+            e.merchant.id,
+        )
+        async with e.s.db.transaction() as tx:
+            await store.resend(tx, mine[0][0], now)  # manual: stays due
+            moved = await store.defer(tx, e.merchant.id, now + timedelta(seconds=30))
+        assert moved == len(mine) - 1
+        jobs = await claim(e, now + timedelta(seconds=1))
+        assert sorted((j.merchant_id, j.manual) for j in jobs) == sorted(
+            [(e.merchant.id, True), (b.merchant.id, False)]
+        )
+        assert {j.merchant_id for j in await claim(e, now + timedelta(seconds=31))} == {e.merchant.id}
+
+
 async def test_results_are_fenced_by_the_attempt(e: Env) -> None:
     await e.create()
     now = utcnow()

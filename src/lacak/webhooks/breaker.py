@@ -10,7 +10,9 @@ to `cap`. After the cooldown it is *half-open*: one delivery at a time goes, as 
 manual resend is a probe too: while the endpoint is held back, manual deliveries go one at a
 time (a bulk recover to a server still down does not flood it). Any HTTP answer, whatever its
 status, closes it (the server is reachable; a 500 about one event is that event's business).
-Deliveries held back stay `pending` and due; no attempt is spent on them.
+Deliveries held back stay `pending` and spend no attempt; the dispatcher moves the due ones to
+the end of the cooldown in the database (`store.defer`), so that a large backlog of a down
+endpoint is not scanned past by every claim.
 
 Results of sends that started before the endpoint last opened are ignored (a send may take
 the whole request timeout, longer than a cooldown): only what was sent since says anything new.
@@ -55,24 +57,27 @@ class Breaker:
         self.cap = cap / scale
         self._endpoints: dict[int, _Endpoint] = {}
 
-    def record(self, merchant_id: int, error_class: str | None, started: float) -> None:
+    def record(self, merchant_id: int, error_class: str | None, started: float) -> float | None:
         """One attempt's result (`error_class` None or "http" for an HTTP answer of any
-        status) of a send that began at `started` (clock seconds)."""
+        status) of a send that began at `started` (clock seconds). Returns the cooldown in
+        seconds when this result (re)opened the endpoint, else None."""
         if error_class not in UNREACHABLE:
             self._endpoints.pop(merchant_id, None)
-            return
+            return None
         e = self._endpoints.setdefault(merchant_id, _Endpoint())
         if e.opened and started < e.opened_at:
-            return  # sent before it opened: already counted in
+            return None  # sent before it opened: already counted in
         now = self.clock()
         e.failures, e.last = e.failures + 1, now
         if e.failures >= self.threshold or e.opened:  # a failed probe reopens at once
-            cooldown = min(self.base * 2**e.opened, self.cap)
+            cooldown: float = min(self.base * 2.0**e.opened, self.cap)
             e.until, e.opened_at, e.opened, e.failures = now + cooldown, now, e.opened + 1, 0
             log.info(
                 "webhook endpoint unreachable: holding its deliveries",
                 extra={"merchant_id": merchant_id, "seconds": round(cooldown, 3), "times": e.opened},
             )
+            return cooldown
+        return None
 
     def caps(self) -> dict[int, int]:
         """Merchant → how many scheduled deliveries may be in flight: 0 while open, 1 while

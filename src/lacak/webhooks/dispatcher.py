@@ -212,7 +212,9 @@ class Dispatcher:
             outcome = self._crashed(job, exc)
         else:
             if outcome.attempted:  # "http" (an answer, any status) closes the breaker
-                self.breaker.record(job.merchant_id, outcome.error_class, started)
+                cooldown = self.breaker.record(job.merchant_id, outcome.error_class, started)
+                if cooldown is not None:
+                    await self._defer(job.merchant_id, cooldown)
         finally:
             left = self._busy.get(job.merchant_id, 1) - 1
             if left:
@@ -221,6 +223,14 @@ class Dispatcher:
                 self._busy.pop(job.merchant_id, None)
         self._results.append(outcome)
         self._have_results.set()
+
+    async def _defer(self, merchant_id: int, cooldown: float) -> None:
+        until = self.clock() + timedelta(seconds=cooldown)
+        try:
+            async with self.db.transaction() as tx:
+                await store.defer(tx, merchant_id, until)
+        except StorageError:  # the breaker still holds them back in this process
+            log.warning("webhook breaker: due deliveries not deferred", extra={"merchant_id": merchant_id})
 
     async def _attempt(self, job: Job) -> Outcome:
         now = self.clock()

@@ -465,6 +465,18 @@ async def count_failed(db: Database, since: datetime, merchant_id: int | None) -
     return 0 if row is None else int(row[0])
 
 
+async def defer(tx: Connection, merchant_id: int, until: datetime) -> int:
+    """Scheduled deliveries of a held-back endpoint due before `until` become due then (the
+    breaker's cooldown). No attempt is spent; manual ones are left due (they go one by one)."""
+    rows = await tx.fetch(
+        "UPDATE deliveries SET next_attempt_at = $2 WHERE merchant_id = $1 AND status = 'pending'"
+        " AND NOT manual AND next_attempt_at < $2 RETURNING id",
+        merchant_id,
+        until,
+    )
+    return len(rows)
+
+
 async def requeue(tx: Connection, ids: Collection[int], now: datetime) -> int:
     if not ids:
         return 0
