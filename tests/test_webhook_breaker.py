@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lacak.webhooks.breaker import Breaker
+from lacak.webhooks.breaker import Breaker, Hold
 
 
 class Clock:
@@ -20,6 +20,10 @@ def clock() -> Clock:
     return Clock()
 
 
+def caps(b: Breaker) -> dict[int, int]:
+    return {m: h.cap for m, h in b.holds().items()}
+
+
 def fail(b: Breaker, clock: Clock, times: int = 1, kind: str = "connect", merchant: int = 7) -> None:
     for _ in range(times):
         b.record(merchant, kind, clock.now)  # sent now, failed now
@@ -28,9 +32,10 @@ def fail(b: Breaker, clock: Clock, times: int = 1, kind: str = "connect", mercha
 def test_closed_until_three_transport_failures_in_a_row(clock: Clock) -> None:
     b = Breaker(clock)
     assert [b.record(7, "connect", clock.now) for _ in range(2)] == [None, None]
-    assert b.caps() == {} and b.next_change() is None
+    assert caps(b) == {} and b.next_change() is None
     assert b.record(7, "timeout", clock.now) == 5.0  # it opened: the dispatcher defers for 5 s
-    assert b.caps() == {7: 0}  # open: no scheduled delivery of merchant 7 is claimed
+    assert caps(b) == {7: 0}  # open: no scheduled delivery of merchant 7 is claimed
+    assert b.holds()[7].wait == pytest.approx(5.0)  # the others are put aside that long
     assert b.next_change() == pytest.approx(5.0)
     assert b.record(7, "connect", clock.now - 1) is None  # sent before: no news
 
@@ -41,7 +46,7 @@ def test_any_http_answer_resets_the_count(clock: Clock, answer: str | None) -> N
     fail(b, clock, 2)
     b.record(7, answer, clock.now)  # a 2xx (None) or any other status ("http"): the server is there
     fail(b, clock, 2)
-    assert b.caps() == {}
+    assert caps(b) == {}
 
 
 def test_half_open_allows_one_then_an_answer_closes_it(clock: Clock) -> None:
@@ -49,9 +54,9 @@ def test_half_open_allows_one_then_an_answer_closes_it(clock: Clock) -> None:
     fail(b, clock, 3, kind="dns")
     clock.now += 5.0
     assert b.next_change() is None
-    assert b.caps() == {7: 1}  # one delivery at a time: the probe
+    assert caps(b) == {7: 1}  # one delivery at a time: the probe
     b.record(7, None, clock.now)
-    assert b.caps() == {}
+    assert caps(b) == {}
 
 
 def test_a_failed_probe_reopens_at_once_for_twice_as_long_up_to_the_cap(clock: Clock) -> None:
@@ -74,9 +79,9 @@ def test_results_of_sends_made_before_it_opened_change_nothing(clock: Clock) -> 
     clock.now += 14.0  # long past the 5 s cooldown: the other sends time out only now
     for _ in range(7):
         b.record(7, "timeout", sent)
-    assert b.caps() == {7: 1}  # still half-open, not reopened for 10 s
+    assert caps(b) == {7: 1}  # still half-open, not reopened for 10 s
     b.record(7, "connect", clock.now)  # a probe sent since: that one counts
-    assert b.caps() == {7: 0} and b.next_change() == pytest.approx(10.0)
+    assert caps(b) == {7: 0} and b.next_change() == pytest.approx(10.0)
 
 
 def test_a_manual_probe_that_fails_while_open_reopens_it(clock: Clock) -> None:
@@ -96,14 +101,19 @@ def test_scale_compresses_the_cooldowns_like_the_retry_clock(clock: Clock) -> No
 def test_ssrf_blocked_counts_as_unreachable(clock: Clock) -> None:
     b = Breaker(clock)
     fail(b, clock, 3, kind="ssrf-blocked")
-    assert b.caps() == {7: 0}
+    assert caps(b) == {7: 0}
 
 
 def test_a_failure_or_two_long_ago_is_forgotten(clock: Clock) -> None:
     b = Breaker(clock, cap=60.0)
     fail(b, clock, 2, merchant=8)
     clock.now += 61.0
-    assert b.caps() == {}
+    assert caps(b) == {}
     fail(b, clock, merchant=8)  # counting starts again
-    assert b.caps() == {}
+    assert caps(b) == {}
     assert b._endpoints[8].failures == 1
+
+
+def test_a_manual_resend_is_a_probe_even_while_open() -> None:
+    assert (Hold(0, 5.0).allows(manual=True), Hold(0, 5.0).allows(manual=False)) == (1, 0)
+    assert (Hold(1, 5.0).allows(manual=True), Hold(1, 5.0).allows(manual=False)) == (1, 1)

@@ -17,6 +17,7 @@ import pytest
 from lacak.storage.rows import as_dt
 from lacak.timeutil import utcnow
 from lacak.webhooks import store
+from lacak.webhooks.breaker import Hold
 from lacak.webhooks.models import Job
 from lacak.webhooks.schedule import Decision, Verdict
 from lacak.webhooks.store import Outcome
@@ -110,7 +111,7 @@ async def test_held_merchants_wait_and_their_manual_resends_go_one_at_a_time(own
 
         async def held_claim(cap: int, busy: dict[int, int] | None = None) -> list[Job]:
             return await store.claim(e.s.db, now, now + LEASE, 50, busy=busy or {}, per_endpoint=10,
-                                     caps={e.merchant.id: cap})  # fmt: skip
+                                     holds={e.merchant.id: Hold(cap, 0.0)})  # fmt: skip
 
         assert [j.merchant_id for j in await held_claim(0)] == [b.merchant.id] * 2  # A is open
         pending = await e.s.db.fetch(
@@ -128,24 +129,21 @@ async def test_held_merchants_wait_and_their_manual_resends_go_one_at_a_time(own
             assert [j.merchant_id for j in await held_claim(1)] == [e.merchant.id]
 
 
-async def test_defer_moves_only_scheduled_due_rows_of_that_merchant(own: Backend, e: Env) -> None:
+async def test_a_claim_puts_aside_the_rows_of_a_held_merchant_it_meets(own: Backend, e: Env) -> None:
     async with env(own, callback=True) as b:
-        await e.create(3)
-        await b.create(1)
+        await e.create(4)
+        await b.create(2)
         now = utcnow()
-        mine = await e.s.db.fetch(
-            "SELECT id FROM deliveries WHERE merchant_id = $1 AND status = 'pending' ORDER BY id",
+        jobs = await store.claim(e.s.db, now, now + LEASE, 50, busy={}, per_endpoint=10,
+                                 holds={e.merchant.id: Hold(0, 30.0)})  # fmt: skip
+        assert [j.merchant_id for j in jobs] == [b.merchant.id] * 2
+        rows = await e.s.db.fetch(
+            "SELECT attempts, next_attempt_at FROM deliveries WHERE merchant_id = $1 AND status = 'pending'",
             e.merchant.id,
         )
-        async with e.s.db.transaction() as tx:
-            await store.resend(tx, mine[0][0], now)  # manual: stays due
-            moved = await store.defer(tx, e.merchant.id, now + timedelta(seconds=30))
-        assert moved == len(mine) - 1
-        jobs = await claim(e, now + timedelta(seconds=1))
-        assert sorted((j.merchant_id, j.manual) for j in jobs) == sorted(
-            [(e.merchant.id, True), (b.merchant.id, False)]
-        )
-        assert {j.merchant_id for j in await claim(e, now + timedelta(seconds=31))} == {e.merchant.id}
+        assert len(rows) == 4 and all(r[0] == 0 for r in rows)  # no attempt spent
+        assert all(as_dt(r[1]) >= now + timedelta(seconds=29) for r in rows)  # out of the due range
+        assert await claim(e, now + timedelta(seconds=1)) == []
 
 
 async def test_results_are_fenced_by_the_attempt(e: Env) -> None:

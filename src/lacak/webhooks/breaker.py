@@ -10,9 +10,9 @@ to `cap`. After the cooldown it is *half-open*: one delivery at a time goes, as 
 manual resend is a probe too: while the endpoint is held back, manual deliveries go one at a
 time (a bulk recover to a server still down does not flood it). Any HTTP answer, whatever its
 status, closes it (the server is reachable; a 500 about one event is that event's business).
-Deliveries held back stay `pending` and spend no attempt; the dispatcher moves the due ones to
-the end of the cooldown in the database (`store.defer`), so that a large backlog of a down
-endpoint is not scanned past by every claim.
+Deliveries held back stay `pending` and spend no attempt; a claim that meets them moves them to
+the end of the hold in the database (`store.defer`), so a down endpoint's backlog, which keeps
+growing, is not scanned past by every claim.
 
 Results of sends that started before the endpoint last opened are ignored (a send may take
 the whole request timeout, longer than a cooldown): only what was sent since says anything new.
@@ -26,10 +26,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 log = logging.getLogger("lacak.webhooks")
 
 UNREACHABLE = frozenset({"timeout", "connect", "dns", "tls", "ssrf-blocked"})
+
+
+class Hold(NamedTuple):
+    """How a held-back endpoint's deliveries may go: `cap` scheduled ones in flight (0 open,
+    1 half-open), and for how many seconds the others can be put aside."""
+
+    cap: int
+    wait: float
+
+    def allows(self, manual: bool) -> int:
+        """In flight at most: a manual resend is a probe, so one goes even while open."""
+        return max(self.cap, 1) if manual else self.cap
 
 
 @dataclass(slots=True)
@@ -79,17 +92,16 @@ class Breaker:
             return cooldown
         return None
 
-    def caps(self) -> dict[int, int]:
-        """Merchant → how many scheduled deliveries may be in flight: 0 while open, 1 while
-        half-open (merchants not listed are not held back)."""
+    def holds(self) -> dict[int, Hold]:
+        """The endpoints held back now (merchants not listed go as usual)."""
         now = self.clock()
-        out: dict[int, int] = {}
+        out: dict[int, Hold] = {}
         stale: list[int] = []
         for merchant_id, e in self._endpoints.items():
             if e.until > now:
-                out[merchant_id] = 0
-            elif e.opened:
-                out[merchant_id] = 1
+                out[merchant_id] = Hold(0, e.until - now)
+            elif e.opened:  # half-open: the probe's answer decides, within a request timeout
+                out[merchant_id] = Hold(1, self.base)
             elif now - e.last > self.cap:
                 stale.append(merchant_id)  # a failure or two long ago, never followed up
         for merchant_id in stale:

@@ -166,7 +166,7 @@ class Dispatcher:
             limit or self.config.batch,
             busy=self._busy,
             per_endpoint=self.config.per_endpoint,
-            caps=self.breaker.caps(),
+            holds=self.breaker.holds(),
         )
         for job in jobs:
             self._busy[job.merchant_id] = self._busy.get(job.merchant_id, 0) + 1
@@ -183,9 +183,12 @@ class Dispatcher:
         # Merchants at their cap are left out: their due rows cannot be claimed until one of
         # their sends finishes, which wakes the claimer. Counting them made a slow endpoint's
         # backlog "due now" for ever, and the claimer spun on the database.
-        caps = self.breaker.caps()
+        # A held-back merchant's due rows count (the next claim puts them aside) unless even a
+        # manual one could not go now.
+        holds = self.breaker.holds()
         cap = self.config.per_endpoint
-        full = [m for m in {*self._busy, *caps} if self._busy.get(m, 0) >= min(cap, caps.get(m, cap))]
+        room = {m: min(cap, h.allows(True)) for m, h in holds.items()}
+        full = [m for m, n in self._busy.items() if n >= room.get(m, cap)]
         nxt = await store.next_due(self.db, skip=full)
         # An endpoint held back by the breaker is looked at again when its cooldown ends.
         wait = min(self.config.idle, self.breaker.next_change() or self.config.idle)
@@ -212,9 +215,7 @@ class Dispatcher:
             outcome = self._crashed(job, exc)
         else:
             if outcome.attempted:  # "http" (an answer, any status) closes the breaker
-                cooldown = self.breaker.record(job.merchant_id, outcome.error_class, started)
-                if cooldown is not None:
-                    await self._defer(job.merchant_id, cooldown)
+                self.breaker.record(job.merchant_id, outcome.error_class, started)
         finally:
             left = self._busy.get(job.merchant_id, 1) - 1
             if left:
@@ -223,14 +224,6 @@ class Dispatcher:
                 self._busy.pop(job.merchant_id, None)
         self._results.append(outcome)
         self._have_results.set()
-
-    async def _defer(self, merchant_id: int, cooldown: float) -> None:
-        until = self.clock() + timedelta(seconds=cooldown)
-        try:
-            async with self.db.transaction() as tx:
-                await store.defer(tx, merchant_id, until)
-        except StorageError:  # the breaker still holds them back in this process
-            log.warning("webhook breaker: due deliveries not deferred", extra={"merchant_id": merchant_id})
 
     async def _attempt(self, job: Job) -> Outcome:
         now = self.clock()

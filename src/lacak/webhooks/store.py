@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from lacak.orders.models import Payment
 from lacak.storage.db import Connection, Database, Row
 from lacak.storage.rows import as_dt
+from lacak.webhooks.breaker import Hold
 from lacak.webhooks.models import Attempt, Delivery, Endpoint, Job, Status
 from lacak.webhooks.schedule import Decision, Verdict
 
@@ -106,23 +107,22 @@ async def claim(
     *,
     busy: dict[int, int],
     per_endpoint: int,
-    caps: Mapping[int, int] | None = None,
+    holds: Mapping[int, Hold] | None = None,
 ) -> list[Job]:
     """Claim up to `limit` due deliveries, at most `per_endpoint` in flight per merchant.
 
     `busy` is what this worker already has in flight per merchant; saturated merchants are
-    left out of the query so that a slow endpoint's backlog cannot fill every claim. `caps`
-    lowers the cap of merchants the breaker holds back (`breaker.Breaker.caps`: 0 or 1) for
-    scheduled attempts; their manual ones go one at a time. Only `limit` rows are locked, so
-    concurrent claimers skip past each other; rows over a merchant's cap in this batch are left
-    as they were (their lock ends with the claim).
+    left out of the query so that a slow endpoint's backlog cannot fill every claim. `holds`
+    are the merchants the breaker holds back (`breaker.Breaker.holds`): their scheduled
+    deliveries go up to the hold's cap and the others met here are put aside for its wait
+    (`defer`), out of the due range, so later claims do not scan past them; their manual ones
+    go one at a time. Only `limit`
+    rows are locked, so concurrent claimers skip past each other; rows over a merchant's cap in
+    this batch are left as they were (their lock ends with the claim).
     """
-    caps = caps or {}
+    holds = holds or {}
     full = [m for m, n in busy.items() if n >= per_endpoint]
-    shut = [m for m, c in caps.items() if busy.get(m, 0) >= c and m not in full]
     skip = f" AND merchant_id NOT IN ({marks(3, len(full))})" if full else ""
-    if shut:
-        skip += f" AND (manual OR merchant_id NOT IN ({marks(3 + len(full), len(shut))}))"
     async with db.transaction() as tx:
         candidates = await tx.fetch(
             "SELECT id, merchant_id, manual FROM deliveries"
@@ -131,18 +131,21 @@ async def claim(
             now,
             limit,
             *full,
-            *shut,
         )
         taken: dict[int, int] = {}
         ids: list[int] = []
+        aside: dict[int, list[int]] = {}
         for id_, merchant_id, manual in candidates:
             n = busy.get(merchant_id, 0) + taken.get(merchant_id, 0)
-            cap = per_endpoint
-            if merchant_id in caps:  # held back: scheduled ones by the breaker's cap, manual one by one
-                cap = min(cap, max(caps[merchant_id], 1) if manual else caps[merchant_id])
+            hold = holds.get(merchant_id)
+            cap = per_endpoint if hold is None else min(per_endpoint, hold.allows(bool(manual)))
             if n < cap and len(ids) < limit:
                 taken[merchant_id] = taken.get(merchant_id, 0) + 1
                 ids.append(id_)
+            elif hold is not None and not manual:
+                aside.setdefault(merchant_id, []).append(id_)
+        for merchant_id, held in aside.items():
+            await defer(tx, held, now + timedelta(seconds=holds[merchant_id].wait))
         if not ids:
             return []
         where = f"id IN ({marks(2, len(ids))})"
@@ -465,16 +468,12 @@ async def count_failed(db: Database, since: datetime, merchant_id: int | None) -
     return 0 if row is None else int(row[0])
 
 
-async def defer(tx: Connection, merchant_id: int, until: datetime) -> int:
-    """Scheduled deliveries of a held-back endpoint due before `until` become due then (the
-    breaker's cooldown). No attempt is spent; manual ones are left due (they go one by one)."""
-    rows = await tx.fetch(
-        "UPDATE deliveries SET next_attempt_at = $2 WHERE merchant_id = $1 AND status = 'pending'"
-        " AND NOT manual AND next_attempt_at < $2 RETURNING id",
-        merchant_id,
-        until,
+async def defer(tx: Connection, ids: Collection[int], until: datetime) -> None:
+    """These deliveries (of an endpoint the breaker holds back) become due at `until`; no
+    attempt is spent. Done as claims meet them, so each is touched once per hold."""
+    await tx.execute(
+        f"UPDATE deliveries SET next_attempt_at = $1 WHERE id IN ({marks(2, len(ids))})", until, *ids
     )
-    return len(rows)
 
 
 async def requeue(tx: Connection, ids: Collection[int], now: datetime) -> int:
