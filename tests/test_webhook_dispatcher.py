@@ -12,6 +12,7 @@ from aiohttp import web
 from lacak.settings import Settings
 from lacak.storage.rows import as_dt
 from lacak.timeutil import utcnow
+from lacak.webhooks import store as dispatcher_store
 from lacak.wiring import services
 from tests.support import Backend, free_port, fresh_backend
 from tests.test_store import Env, request
@@ -157,3 +158,42 @@ async def test_a_capped_backlog_at_the_head_of_the_queue_does_not_hold_up_others
     finally:
         await runner.cleanup()
     assert waited < 3.0, waited  # the slow backlog alone takes 150 x 0.3 s / 2 = 22 s
+
+
+async def test_state_changes_that_enqueue_nothing_to_send_cost_no_claim(
+    own: Backend, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shop without a callback URL changes state all day: each commit wakes the sender, which
+    # must see with a read that nothing is due instead of taking the write lock for a claim.
+    recv, url = receiver
+    settings = Settings(
+        database_url=own.database_url, data_dir=own.data_dir, secret_key="11" * 32, webhook_allow_private=True
+    )
+    async with services(settings) as s:
+        silent, _ = await s.merchants.create("no-callback")
+        hooked, _ = await s.merchants.create("with-callback")
+        await s.hooks.service.set_callback(hooked.id, url)
+        claims: list[int] = []
+        real_claim = dispatcher_store.claim
+
+        async def counting_claim(*args: object, **kwargs: object) -> object:
+            jobs = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+            claims.append(len(jobs))
+            return jobs
+
+        monkeypatch.setattr(dispatcher_store, "claim", counting_claim)
+        stop = asyncio.Event()
+        loop = asyncio.create_task(s.hooks.dispatcher.run_forever(stop))
+        await asyncio.sleep(0.3)
+        before = len(claims)
+        for _ in range(20):
+            await s.orders.create(silent, request(1))  # a no_endpoint outbox row, and a wake-up
+            await asyncio.sleep(0.01)
+        empty_claims = len(claims) - before
+        await s.orders.create(hooked, request(3))  # these must still leave at once
+        recv.expect = 3
+        await asyncio.wait_for(recv.all_in.wait(), 10)
+        stop.set()
+        await asyncio.wait_for(loop, 60)
+    assert empty_claims == 0, claims
+    assert sum(claims) == 3 and len(set(recv.ids)) == 3

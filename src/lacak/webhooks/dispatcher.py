@@ -96,6 +96,7 @@ class Dispatcher:
         self._closing = False
         self._refill = max(1, min(config.batch, config.concurrency) // 4)
         self._last_claim = 0.0
+        self._drained = False  # the last claim found less than it could take
 
     def wake(self) -> None:
         self._wake.set()
@@ -147,8 +148,16 @@ class Dispatcher:
             return self.config.idle
         limit = min(free, self.config.batch)
         try:
+            if self._drained:
+                # A cheap read first: most wake-ups after a drained claim come from state
+                # changes that enqueued nothing to send (merchants without a callback URL), and
+                # a claim is a write transaction, which on SQLite holds up every other writer.
+                wait = await self._until_next_due()
+                if wait > 0:
+                    return wait
             self._last_claim = time.monotonic()
             started = await self._claim(limit)
+            self._drained = started < limit
             if started >= limit:
                 return 0.0
             # Also after a partial claim: rows past a capped merchant's backlog may be due.
