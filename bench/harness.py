@@ -494,3 +494,21 @@ def profile_summary(path: Path, top: int = 15) -> str:
         return [title, *(f"  {n / total:6.1%}  {frame}" for frame, n in ranked)]
 
     return "\n".join([f"{total} samples (busy only)", *block("self:", own), *block("inclusive:", inclusive)])
+
+
+def sched(pid: int) -> tuple[float, float]:
+    """Seconds on a CPU and seconds runnable but waiting for one, over the process's threads
+    (/proc/PID/task/*/schedstat). The wait tells a process that is slow because other
+    processes had the cores from one that is slow because it waits for I/O."""
+    run = wait = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0, 0.0
+    for task in tasks:
+        try:
+            on_cpu, queued, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile
+        run, wait = run + int(on_cpu), wait + int(queued)
+    return run / 1e9, wait / 1e9

@@ -50,7 +50,6 @@ from bench import fake, harness, run
 from bench.harness import BenchError, Load, Server, WrkPlan
 from bench.seed import seed
 from bench.static_app import STATIC_PATH
-from bench.webhooks import sched
 from lacak.storage.db import Database, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -504,12 +503,8 @@ class Ctx:
 
 
 def lookups(c: Ctx) -> Load:
-    """One measured wrk lookup run (bench/run.py's), plus the share of one core the server spent
-    runnable but waiting for a CPU: other processes had the cores."""
-    _, waited, t = *sched(c.server.pid), time.monotonic()
-    load = run.measured(c.server, "lookup", c.plan, c.db, c.args.pg_url)
-    load.cpu["server_runq"] = (sched(c.server.pid)[1] - waited) / (time.monotonic() - t)
-    return load
+    """One measured wrk lookup run (bench/run.py's, which also tells the server's run-queue wait)."""
+    return run.measured(c.server, "lookup", c.plan, c.db, c.args.pg_url)
 
 
 def reference(c: Ctx, rnd: int) -> Phase:

@@ -163,14 +163,17 @@ class Snapshot:
 def measured(server: Server, mode: str, plan: WrkPlan, db: Database, pg_admin: str) -> Load:
     """One wrk run, with the CPU each party used and the lookup counters it moved."""
     pids = harness.pg_backend_pids(pg_admin, db.pg_name) if db.pg_name else []
-    before = Snapshot.take(server, pids)
+    before, (_, waited) = Snapshot.take(server, pids), harness.sched(server.pid)
     load = harness.wrk(server.port, mode, plan)
     server.alive()
-    after = Snapshot.take(server, pids)
+    after, (_, waited_after) = Snapshot.take(server, pids), harness.sched(server.pid)
     wall = after.at - before.at
     load.server_cpu_us = (after.server_cpu - before.server_cpu) / max(load.requests, 1) * 1e6
+    # server_runq: the share of one core the server spent runnable but waiting for a CPU. With
+    # `server` under 100 %, it tells "other processes had the cores" from "it waited on I/O".
     load.cpu = {"server": (after.server_cpu - before.server_cpu) / wall,
-                "wrk": (after.wrk_cpu - before.wrk_cpu) / wall}  # fmt: skip
+                "wrk": (after.wrk_cpu - before.wrk_cpu) / wall,
+                "server_runq": (waited_after - waited) / wall}  # fmt: skip
     if pids:
         used = sum(t - before.db_cpu[p] for p, t in after.db_cpu.items() if p in before.db_cpu)
         load.cpu["postgres"] = used / wall
@@ -299,7 +302,7 @@ def verdicts(backend: str, big: Case, small: Case | None) -> list[Verdict]:
 def table(cases: list[Case]) -> str:
     head = (f"{'backend':<9}{'orders':>10} {'log':>4} {'static r/s':>11} {'lookup r/s':>11}"
             f" {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'st.p99':>7} {'RSS MB':>7} {'peak':>6}"
-            f" {'cpu srv/wrk/db':>15} {'cpu-ratio':>9} {'seed s':>7}")  # fmt: skip
+            f" {'cpu srv/wrk/db':>15} {'runq':>5} {'cpu-ratio':>9} {'seed s':>7}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for c in cases:
         cpu = c.lookup[-1].cpu
@@ -309,7 +312,8 @@ def table(cases: list[Case]) -> str:
             f" {c.static_rps:>11,.0f} {c.lookup_rps:>11,.0f} {c.ratio:>6.3f}"
             f" {c.lookup_ms('p50_ms'):>7.2f} {c.lookup_ms('p99_ms'):>7.2f}"
             f" {c.static_ms('p99_ms'):>7.2f} {c.memory_kb.get('VmRSS', 0) / 1024:>7.1f}"
-            f" {c.peak_mb:>6.1f} {cpus:>15} {c.cpu_ratio:>9.3f} {c.seeded['seconds']:>7.1f}"
+            f" {c.peak_mb:>6.1f} {cpus:>15} {cpu.get('server_runq', 0) * 100:>5.0f}"
+            f" {c.cpu_ratio:>9.3f} {c.seeded['seconds']:>7.1f}"
         )
     return "\n".join(lines)
 
@@ -338,6 +342,7 @@ def report(
         "ratio = lookup req/s / static req/s from the same server process; p50/p99 are the lookups'"
         " (wrk, coordinated omission not corrected); st.p99 the static route's; RSS now / peak"
         " (VmHWM) after the runs; cpu = share of one core during the last lookup run;"
+        " runq = share of one core the server spent runnable but waiting for a CPU then;"
         " cpu-ratio = server CPU per static request / per lookup (a cross-check for busy machines)."
     )
     print("access log off except rows marked 'on' (see bench/README.md).")

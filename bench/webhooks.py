@@ -531,24 +531,6 @@ def wait_healthz(port: int, server: Lacak) -> None:
     raise BenchError("lacak serve did not answer /healthz within 60 s")
 
 
-def sched(pid: int) -> tuple[float, float]:
-    """Seconds on a CPU and seconds runnable but waiting for one, over the process's threads
-    (/proc/PID/task/*/schedstat). The wait tells a process that is slow because other
-    processes had the cores from one that is slow because it waits for I/O."""
-    run = wait = 0
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return 0.0, 0.0
-    for task in tasks:
-        try:
-            on_cpu, queued, _ = (task / "schedstat").read_text().split()
-        except (OSError, ValueError):
-            continue  # the thread ended meanwhile
-        run, wait = run + int(on_cpu), wait + int(queued)
-    return run / 1e9, wait / 1e9
-
-
 # -- throughput runs ------------------------------------------------------------------------------
 
 
@@ -623,8 +605,8 @@ class Sample:
     def take(cls, s: Setup, pids: dict[str, int], count: int = 0) -> Sample:
         pg = {}
         if s.db.pg_name:
-            pg = {pid: sched(pid) for pid in harness.pg_backend_pids(s.args.pg_url, s.db.pg_name)}
-        return cls(time.time(), count, {name: sched(pid) for name, pid in pids.items()}, pg)
+            pg = {pid: harness.sched(pid) for pid in harness.pg_backend_pids(s.args.pg_url, s.db.pg_name)}
+        return cls(time.time(), count, {name: harness.sched(pid) for name, pid in pids.items()}, pg)
 
     def since(self, lo: Sample) -> tuple[dict[str, float], dict[str, float]]:
         """Shares of one core between `lo` and now: on a CPU, and waiting for one."""
