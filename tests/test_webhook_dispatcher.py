@@ -174,14 +174,11 @@ async def test_state_changes_that_enqueue_nothing_to_send_cost_no_claim(
     # A shop without a callback URL changes state all day: each commit wakes the sender, which
     # must see with a read that nothing is due instead of taking the write lock for a claim.
     recv, url = receiver
-    await _no_claims_without_work(alone, recv, url, monkeypatch)
-
-
-async def _no_claims_without_work(
-    own: Backend, recv: Receiver, url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
     settings = Settings(
-        database_url=own.database_url, data_dir=own.data_dir, secret_key="11" * 32, webhook_allow_private=True
+        database_url=alone.database_url,
+        data_dir=alone.data_dir,
+        secret_key="11" * 32,
+        webhook_allow_private=True,
     )
     async with services(settings) as s:
         silent, _ = await s.merchants.create("no-callback")
@@ -191,7 +188,7 @@ async def _no_claims_without_work(
         real_claim = dispatcher_store.claim
 
         async def counting_claim(*args: object, **kwargs: object) -> object:
-            jobs = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+            jobs = await real_claim(*args, **kwargs)
             claims.append(len(jobs))
             return jobs
 
