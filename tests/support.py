@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from lacak.settings import Settings
 from lacak.storage import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +206,15 @@ class Backend:
 
     def env(self, **extra: str) -> dict[str, str]:
         return server_env(self.database_url, self.data_dir, **extra)
+
+    def settings(self) -> Settings:
+        """Settings for lacak's services in the test process (callbacks to loopback allowed)."""
+        return Settings(
+            database_url=self.database_url,
+            data_dir=self.data_dir,
+            secret_key="11" * 32,
+            webhook_allow_private=True,
+        )
 
     def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run SQL written with $1 placeholders directly against the database."""

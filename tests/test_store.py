@@ -20,7 +20,6 @@ from lacak.merchants.models import Merchant
 from lacak.orders.lifecycle import Decision
 from lacak.orders.models import Driver, HistoryEvent, Order, Outcome, Source, State, Update
 from lacak.orders.requests import Item, Package, PickupRequest
-from lacak.settings import Settings
 from lacak.storage.store import Delivery, Store
 from lacak.timeutil import utcnow
 from lacak.wiring import Services, services
@@ -89,13 +88,7 @@ class Env:
 
 @asynccontextmanager
 async def env(backend: Backend, *, prepaid: bool = False, callback: bool = False) -> AsyncIterator[Env]:
-    settings = Settings(
-        database_url=backend.database_url,
-        data_dir=backend.data_dir,
-        secret_key="11" * 32,
-        webhook_allow_private=True,
-    )
-    async with services(settings) as s:
+    async with services(backend.settings()) as s:
         merchant, _ = await s.merchants.create(f"store-{uuid.uuid4().hex[:12]}", prepaid=prepaid)
         if callback:
             await s.hooks.service.set_callback(merchant.id, CALLBACK)

@@ -59,10 +59,7 @@ async def test_stopping_right_after_the_sends_keeps_every_result(
     own: Backend, receiver: tuple[Receiver, str]
 ) -> None:
     recv, url = receiver
-    settings = Settings(
-        database_url=own.database_url, data_dir=own.data_dir, secret_key="11" * 32, webhook_allow_private=True
-    )
-    async with services(settings) as s:
+    async with services(own.settings()) as s:
         merchant, _ = await s.merchants.create("dispatch-stop")
         await s.hooks.service.set_callback(merchant.id, url)
         e = Env(s, own, merchant)
@@ -174,13 +171,7 @@ async def test_state_changes_that_enqueue_nothing_to_send_cost_no_claim(
     # A shop without a callback URL changes state all day: each commit wakes the sender, which
     # must see with a read that nothing is due instead of taking the write lock for a claim.
     recv, url = receiver
-    settings = Settings(
-        database_url=alone.database_url,
-        data_dir=alone.data_dir,
-        secret_key="11" * 32,
-        webhook_allow_private=True,
-    )
-    async with services(settings) as s:
+    async with services(alone.settings()) as s:
         silent, _ = await s.merchants.create("no-callback")
         hooked, _ = await s.merchants.create("with-callback")
         await s.hooks.service.set_callback(hooked.id, url)
