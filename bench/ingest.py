@@ -5,8 +5,8 @@ the tracking lookups running at the same time.
 
 For each backend: seed a fresh database like the lookup benchmark (bench/seed.py), add GoSend
 orders waiting for a driver and fleet drivers carrying orders (bench/ingest_seed.py), start
-lacak (one worker, access log off, task loop off), check every kind of request, warm up, then
-measure with wrk (bench/lookup.lua, bench/ingest.lua):
+lacak (one worker, access log off, task loop and webhook sender off), check every kind of
+request, warm up, then measure with wrk (bench/lookup.lua, bench/ingest.lua):
 
   1. lookups alone                  tracking lookups, as in bench/run.py
   2. callbacks alone                GoSend booking_event callbacks, as fast as they are taken
@@ -380,6 +380,9 @@ def ingest_env(db: Database, static: harness.Typical, args: argparse.Namespace) 
         LACAK_GOSEND_CALLBACK_TOKEN=CALLBACK_TOKEN,
         # Off by default: with nothing due, the loop would only add a claim per wake-up (see README).
         LACAK_RUN_TASKS="1" if args.run_tasks else "0",
+        # Off by default: the seeded merchants' callback URLs do not resolve here, so the sender
+        # would measure DNS failures and held-back endpoints, not ingestion (see README).
+        LACAK_RUN_WEBHOOKS="1" if args.run_webhooks else "0",
     )
     return env
 
@@ -566,7 +569,7 @@ def report(
           f" -c{args.ingest_connections}, {args.duration:g} s per step; location batches of {args.batch}"
           f" points from {args.drivers} drivers; two wrk processes, the server (one process) and"
           f" PostgreSQL share {os.cpu_count()} cores. Task loop {'on' if args.run_tasks else 'off'},"
-          " access log off.")  # fmt: skip
+          f" webhook sender {'on' if args.run_webhooks else 'off'}, access log off.")  # fmt: skip
     print(
         "ratio = lookup req/s / the median of this server's 'lookups alone' runs; p50/p99 from wrk"
         " (coordinated omission not corrected); cpu = share of one core during the step."
@@ -599,6 +602,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wave", type=int, default=500, help="orders walked together by the callback stream")
     p.add_argument("--callback-orders", type=int, default=0, help="GoSend orders to seed (0: enough)")
     p.add_argument("--run-tasks", action="store_true", help="run lacak's task loop in the server too")
+    p.add_argument("--run-webhooks", action="store_true", help="run lacak's webhook sender in the server too")
     p.add_argument("--profile", action="store_true", help="extra callback and location runs under py-spy")
     p.add_argument("--seed", type=int, default=1, help="wrk scripts' random seed")
     p.add_argument("--pg-url", default=PG_ADMIN_DEFAULT, help="PostgreSQL admin URL")
