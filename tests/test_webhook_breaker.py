@@ -51,12 +51,15 @@ def test_any_http_answer_resets_the_count(clock: Clock, answer: str | None) -> N
 
 def test_half_open_allows_one_then_an_answer_closes_it(clock: Clock) -> None:
     b = Breaker(clock)
-    fail(b, clock, 3, kind="dns")
+    fail(b, clock, 2, kind="dns")
+    assert not b.holding(7)  # two failures: not yet
+    fail(b, clock, 1, kind="dns")
+    assert b.holding(7)
     clock.now += 5.0
     assert b.next_change() is None
-    assert caps(b) == {7: 1}  # one delivery at a time: the probe
+    assert caps(b) == {7: 1} and b.holding(7)  # one delivery at a time: the probe
     b.record(7, None, clock.now)
-    assert caps(b) == {}
+    assert caps(b) == {} and not b.holding(7)
 
 
 def test_a_failed_probe_reopens_at_once_for_twice_as_long_up_to_the_cap(clock: Clock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -97,6 +98,15 @@ async def test_an_unreachable_endpoint_is_held_back_while_the_others_flow(
             "SELECT attempts, status, next_attempt_at FROM deliveries WHERE merchant_id = $1", down.id
         )
         opened_by = utcnow()
+        # Its new events are scheduled after the hold: they wake no claim meanwhile.
+        await s.orders.create(down, request(2))
+        fresh = await s.db.fetch(
+            "SELECT next_attempt_at FROM deliveries WHERE merchant_id = $1 AND attempts = 0"
+            " AND created_at >= $2",
+            down.id,
+            opened_by,
+        )
+        held_until = (await s.hooks.service.endpoint(down.id)).held_until
     attempts = [r[0] for r in rows]
     assert len(attempts) == 30 and {r[1] for r in rows} == {"pending"}
     # Those not attempted were moved to the end of the cooldown: claims do not scan past them.
@@ -107,6 +117,8 @@ async def test_an_unreachable_endpoint_is_held_back_while_the_others_flow(
     # healthy endpoint got all of its 60.
     assert sum(attempts) <= 4 and attempts.count(0) >= 26
     assert len(set(recv.ids)) == 60
+    assert held_until is not None and held_until > opened_by
+    assert len(fresh) == 2 and all(as_dt(r[0]) == held_until for r in fresh)
 
 
 async def test_a_capped_backlog_at_the_head_of_the_queue_does_not_hold_up_others(own: Backend) -> None:
@@ -199,3 +211,30 @@ async def test_state_changes_that_enqueue_nothing_to_send_cost_no_claim(
         await asyncio.wait_for(loop, 60)
     assert empty_claims == 0, claims
     assert sum(claims) == 3 and len(set(recv.ids)) == 3
+
+
+async def test_an_answer_to_a_probe_ends_the_hold_for_new_events(
+    alone: Backend, receiver: tuple[Receiver, str]
+) -> None:
+    recv, url = receiver
+    async with services(Settings.from_env(alone.env(LACAK_WEBHOOK_ALLOW_PRIVATE="1"))) as s:
+        m, _ = await s.merchants.create("probe-answered")
+        await s.hooks.service.set_callback(m.id, url)
+        _, (first,) = await s.orders.create(m, request(1))
+        d = s.hooks.dispatcher
+        for _ in range(3):  # as if three sends had been refused: the breaker holds it back
+            d.breaker.record(m.id, "connect", time.monotonic())
+        async with s.db.transaction() as tx:  # ...and wrote the hold, as the recorder does
+            until = utcnow() + timedelta(minutes=1)
+            await tx.execute(
+                "UPDATE webhook_endpoints SET held_until = $2 WHERE merchant_id = $1", m.id, until
+            )
+        await s.orders.create(m, request(1))  # scheduled after the hold
+        assert await d.run_once() == 0
+        row = await s.db.fetchrow("SELECT event_id FROM deliveries WHERE order_pk = $1", first.pk)
+        assert row is not None
+        await s.hooks.service.resend(row[0], m.id)  # a manual resend goes even while held: a probe
+        assert await d.run_once() == 1 and len(recv.ids) == 1  # answered: the hold is over
+        assert (await s.hooks.service.endpoint(m.id)).held_until is None
+        await s.orders.create(m, request(1))  # due at once again
+        assert await d.run_once() == 1 and len(recv.ids) == 2

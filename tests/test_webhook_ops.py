@@ -345,12 +345,13 @@ def test_enable_resumes_paused_deliveries(api: Api, backend: Backend, server: Se
     set_status(backend, failed, "failed")
     down = T0 + timedelta(hours=5)
     backend.query(
-        "UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = $3, failing_since = $4"
-        " WHERE merchant_id = $1",
+        "UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = $3, failing_since = $4,"
+        " held_until = $5 WHERE merchant_id = $1",
         api.merchant_id,
         down,
         "the endpoint answered 410 Gone",
         down - timedelta(hours=1),
+        down + timedelta(minutes=1),
     )
     shown = result(WH, "get", api.http.get(WH))
     assert shown == {
@@ -360,6 +361,7 @@ def test_enable_resumes_paused_deliveries(api: Api, backend: Backend, server: Se
         "has_secret": True,
         "rotating_until": None,
         "failing_since": "2031-03-01T04:00:00.000000Z",
+        "held_until": "2031-03-01T05:01:00.000000Z",
         "disabled_at": "2031-03-01T05:00:00.000000Z",
         "disabled_reason": "the endpoint answered 410 Gone",
     }
@@ -374,6 +376,7 @@ def test_enable_resumes_paused_deliveries(api: Api, backend: Backend, server: Se
         None,
         None,
     )
+    assert healthy["held_until"] is None  # re-enabled: its new events are due at once
     assert api.post(f"{WH}/enable").json()["result"] == {"resumed": 0}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -146,6 +147,18 @@ async def test_a_claim_puts_aside_the_rows_of_a_held_merchant_it_meets(own: Back
         assert await claim(e, now + timedelta(seconds=1)) == []
 
 
+async def test_while_a_probe_is_out_new_events_are_scheduled_after_it(e: Env) -> None:
+    await e.create(3)
+    now = utcnow()
+    jobs = await store.claim(e.s.db, now, now + LEASE, 50, busy={}, per_endpoint=10,
+                             holds={e.merchant.id: Hold(1, 30.0)})  # fmt: skip
+    assert len(jobs) == 1  # half-open: one probe, the other two put aside
+    assert (await e.s.hooks.service.endpoint(e.merchant.id)).held_until == now + timedelta(seconds=30)
+    await e.create()
+    assert await claim(e, now + timedelta(seconds=29)) == []
+    assert len(await claim(e, now + timedelta(seconds=30))) == 3
+
+
 async def test_results_are_fenced_by_the_attempt(e: Env) -> None:
     await e.create()
     now = utcnow()
@@ -179,6 +192,30 @@ async def test_retry_failed_and_endpoint_health(e: Env) -> None:
     (a2,) = await claim(e, t0 + timedelta(minutes=6))
     await store.record(e.s.db, [done(a2, Verdict.DELIVERED)], utcnow())
     assert (await e.s.hooks.service.endpoint(e.merchant.id)).failing_since is None
+
+
+async def test_events_of_a_held_back_endpoint_are_first_due_when_the_hold_ends(e: Env) -> None:
+    await e.create(2)
+    a, b = await claim(e)
+    t0 = utcnow()
+    until = t0 + timedelta(seconds=30)
+    unreachable = Decision(Verdict.RETRY, until + timedelta(minutes=5), reason="refused")
+    await store.record(e.s.db, [
+        Outcome(a, unreachable, t0, error_class="connect"),
+        Outcome(b, unreachable, t0, error_class="connect", held_until=until),  # opened the breaker
+    ], t0)  # fmt: skip
+    assert (await e.s.hooks.service.endpoint(e.merchant.id)).held_until == until
+    await e.create(2)  # state changes while it is held back: not due before the hold ends
+    assert await claim(e, until - timedelta(seconds=1)) == []
+    (c, d) = await claim(e, until)
+    assert {c.seq, d.seq} == {2} and c.attempt == d.attempt == 1
+    answered = utcnow()  # the probe got an answer: the hold ends now
+    await store.record(
+        e.s.db, [replace(done(c, Verdict.RETRY, answered, 503), held_until=answered)], answered
+    )
+    assert (await e.s.hooks.service.endpoint(e.merchant.id)).held_until is None
+    await e.create()
+    assert len(await claim(e)) == 1  # due at once again
 
 
 async def test_disabling_pauses_the_endpoint_and_enable_resumes(e: Env) -> None:

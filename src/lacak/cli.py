@@ -515,7 +515,7 @@ def webhooks_show(merchant_ref: str, as_json: bool) -> None:
     lines = [
         f"merchant {e['merchant_id']}: {e['url'] or 'no callback URL'}",
         f"dialect {e['dialect']}, {state}",
-        f"failing since {e['failing_since'] or '-'}",
+        f"failing since {e['failing_since'] or '-'}, held back until {e['held_until'] or '-'}",
         f"previous secret valid until {e['rotating_until'] or '-'}",
     ]
     _emit(e, as_json, "\n".join(lines))

@@ -886,6 +886,11 @@ def _webhook_schemas() -> dict[str, Schema]:
                 "After a rotation: the previous secret also signs until then.", nullable=True
             ),
             "failing_since": _time("Start of the current run of failures.", nullable=True),
+            "held_until": _time(
+                "Unreachable (no HTTP answer several times in a row): new events are scheduled"
+                " after then; a probe goes first.",
+                nullable=True,
+            ),
             "disabled_at": _time(
                 "Set when the endpoint was disabled; its new events wait as `paused`.", nullable=True
             ),

@@ -119,6 +119,7 @@ def endpoint_json(e: WebhookEndpoint) -> dict[str, Any]:
         "has_secret": e.has_secret,
         "rotating_until": wire(e.rotating_until),
         "failing_since": wire(e.failing_since),
+        "held_until": wire(e.held_until),
         "disabled_at": wire(e.disabled_at),
         "disabled_reason": e.disabled_reason,
     }

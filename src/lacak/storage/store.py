@@ -522,12 +522,14 @@ class Store:
         # The outbox row is written in the state change's own transaction. Its status comes
         # from the merchant's row as it is now (not from a cached Merchant): `no_endpoint`
         # without a callback URL, `paused` while the endpoint is disabled; both are kept so
-        # nothing is lost, and can be sent later.
+        # nothing is lost, and can be sent later. While the endpoint is held back as
+        # unreachable it is first due when the hold ends (webhooks.store._holds).
         status = await tx.fetchval(
             "INSERT INTO deliveries (event_id, merchant_id, order_pk, seq, state, status, payload,"
             " next_attempt_at, created_at)"
             " SELECT $1, m.id, $3, $4, $5, CASE WHEN m.callback_url IS NULL THEN 'no_endpoint'"
-            " WHEN e.disabled_at IS NOT NULL THEN 'paused' ELSE 'pending' END, $6, $7, $7"
+            " WHEN e.disabled_at IS NOT NULL THEN 'paused' ELSE 'pending' END, $6,"
+            " CASE WHEN e.held_until > $7 THEN e.held_until ELSE $7 END, $7"
             " FROM merchants m LEFT JOIN webhook_endpoints e ON e.merchant_id = m.id WHERE m.id = $2"
             " RETURNING status",
             new_event_id(),

@@ -12,13 +12,17 @@ time (a bulk recover to a server still down does not flood it). Any HTTP answer,
 status, closes it (the server is reachable; a 500 about one event is that event's business).
 Deliveries held back stay `pending` and spend no attempt; a claim that meets them moves them to
 the end of the hold in the database (`store.defer`), so a down endpoint's backlog, which keeps
-growing, is not scanned past by every claim.
+growing, is not scanned past by every claim. When it opens, the end of the hold is also written
+on the endpoint's row (`store._holds`, with the result that opened it): events enqueued after
+that are scheduled at the end of the hold from the start, so they wake no claim meanwhile.
 
 Results of sends that started before the endpoint last opened are ignored (a send may take
 the whole request timeout, longer than a cooldown): only what was sent since says anything new.
 
 Per process and in memory, like the per-endpoint concurrency cap: it only decides what this
-process claims. Pure: the clock is passed in, and `record` takes when the send started.
+process claims (the end of a hold written on the endpoint's row only schedules new events, for
+every process: a probe still decides). Pure: the clock is passed in, and `record` takes when the
+send started.
 """
 
 from __future__ import annotations
@@ -91,6 +95,11 @@ class Breaker:
             )
             return cooldown
         return None
+
+    def holding(self, merchant_id: int) -> bool:
+        """Whether the endpoint is open or half-open (held back in some way)."""
+        e = self._endpoints.get(merchant_id)
+        return e is not None and e.opened > 0
 
     def holds(self) -> dict[int, Hold]:
         """The endpoints held back now (merchants not listed go as usual)."""

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import msgspec
@@ -224,7 +224,7 @@ class Dispatcher:
             outcome = self._crashed(job, exc)
         else:
             if outcome.attempted:  # "http" (an answer, any status) closes the breaker
-                self.breaker.record(job.merchant_id, outcome.error_class, started)
+                outcome = self._breaker_saw(job, outcome, started)
         finally:
             left = self._busy.get(job.merchant_id, 1) - 1
             if left:
@@ -233,6 +233,15 @@ class Dispatcher:
                 self._busy.pop(job.merchant_id, None)
         self._results.append(outcome)
         self._have_results.set()
+
+    def _breaker_saw(self, job: Job, outcome: Outcome, started: float) -> Outcome:
+        """Tell the breaker; a hold that begins or ends here goes to the database with the
+        result (`store._holds`), so that new events are scheduled after it."""
+        was_held = self.breaker.holding(job.merchant_id)
+        cooldown = self.breaker.record(job.merchant_id, outcome.error_class, started)
+        if cooldown is None and not (was_held and not self.breaker.holding(job.merchant_id)):
+            return outcome
+        return replace(outcome, held_until=self.clock() + timedelta(seconds=cooldown or 0.0))
 
     async def _attempt(self, job: Job) -> Outcome:
         now = self.clock()

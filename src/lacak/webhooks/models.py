@@ -81,5 +81,6 @@ class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
     has_secret: bool
     rotating_until: datetime | None  # the old secret still signs until then
     failing_since: datetime | None
+    held_until: datetime | None  # unreachable: its new events are scheduled after then
     disabled_at: datetime | None
     disabled_reason: str | None

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import msgspec
+
 from lacak import netguard
 from lacak.crypto import SecretBox
 from lacak.errors import NotFound, ValidationError
@@ -90,7 +92,10 @@ class Webhooks:
         found = await store.endpoint(self.db, merchant_id)
         if found is None:
             raise NotFound()
-        return found[0]
+        ep = found[0]
+        if ep.held_until is not None and ep.held_until <= self.clock():  # a hold that has ended
+            ep = msgspec.structs.replace(ep, held_until=None)
+        return ep
 
     async def secret(self, merchant_id: int) -> str:
         """The current signing secret, made now if the merchant has none yet."""

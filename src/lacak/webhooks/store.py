@@ -46,7 +46,7 @@ _ATTEMPT_COLUMNS = (
 _ATTEMPT_FIELDS = tuple(c.strip() for c in _ATTEMPT_COLUMNS.split(","))
 _ENDPOINT_COLUMNS = (
     "m.id, m.callback_url, m.webhook_dialect, e.secret_enc, e.old_secret_until, e.failing_since,"
-    " e.disabled_at, e.disabled_reason"
+    " e.held_until, e.disabled_at, e.disabled_reason"
 )
 
 
@@ -148,6 +148,9 @@ async def claim(
             await defer(tx, held, now + timedelta(seconds=holds[merchant_id].wait))
         if not ids:
             return []
+        # A probe of a held-back endpoint is under way: what happens meanwhile is scheduled
+        # after it (`_holds`) rather than claimed only to be put aside.
+        await _holds(tx, {m: now + timedelta(seconds=holds[m].wait) for m in taken if m in holds})
         where = f"id IN ({marks(2, len(ids))})"
         await tx.execute(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, lease_until = $1"
@@ -184,6 +187,9 @@ class Outcome:
     error: str | None = None
     response_body: str | None = None
     attempted: bool = True
+    # Set when this result made the breaker hold the endpoint back (`breaker.Breaker.record`),
+    # or end a hold (then it is the time of the answer): see `_holds`.
+    held_until: datetime | None = None
 
     @property
     def failed(self) -> bool:
@@ -237,9 +243,13 @@ def _result_values(o: Outcome, now: datetime) -> tuple[Any, ...]:
 async def _endpoint_health(tx: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     # In finishing order: a success after a failure (same batch) leaves the endpoint healthy.
     failing: dict[int, datetime | None] = {}
+    held: dict[int, datetime] = {}
     for o in outcomes:
         if o.attempted:
             failing[o.job.merchant_id] = o.started_at if o.failed else None
+        if o.held_until is not None:
+            held[o.job.merchant_id] = o.held_until
+    await _holds(tx, held)
     for merchant_id, since in failing.items():
         if since is None:
             await tx.execute(
@@ -257,6 +267,17 @@ async def _endpoint_health(tx: Connection, outcomes: Sequence[Outcome], now: dat
     for o in outcomes:
         if o.decision.verdict == Verdict.DISABLED and not o.job.disabled:
             await disable(tx, o.job.merchant_id, o.decision.reason or "disabled", now)
+
+
+async def _holds(tx: Connection, held: Mapping[int, datetime]) -> None:
+    """Record until when endpoints are held back (a time already past: no longer). The state
+    change that enqueues an event schedules it then (`Store._enqueue`) instead of making it
+    due at once: a down endpoint's new events cost no claim (a write transaction) each, only to
+    be put aside (`defer`). Other processes' claimers follow it too, which is what they would
+    learn by failing. Written only when a breaker opens or closes, never per success."""
+    if held:
+        sql = "UPDATE webhook_endpoints SET held_until = $2 WHERE merchant_id = $1"
+        await tx.executemany(sql, list(held.items()))
 
 
 async def disable(tx: Connection, merchant_id: int, reason: str, now: datetime) -> None:
@@ -287,7 +308,7 @@ async def endpoint(db: Database, merchant_id: int) -> tuple[Endpoint, str | None
     )
     if row is None:
         return None
-    id_, url, dialect, secret_enc, old_until, failing, disabled_at, reason, old_enc = row
+    id_, url, dialect, secret_enc, old_until, failing, held, disabled_at, reason, old_enc = row
     ep = Endpoint(
         merchant_id=id_,
         url=url,
@@ -295,6 +316,7 @@ async def endpoint(db: Database, merchant_id: int) -> tuple[Endpoint, str | None
         has_secret=secret_enc is not None,
         rotating_until=as_dt(old_until) if old_enc else None,
         failing_since=as_dt(failing),
+        held_until=as_dt(held),
         disabled_at=as_dt(disabled_at),
         disabled_reason=reason,
     )
@@ -332,7 +354,7 @@ async def enable(tx: Connection, merchant_id: int, now: datetime) -> int:
     """Switch a disabled endpoint back on; its paused deliveries are due now. Returns how many."""
     await tx.execute(
         "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL,"
-        " updated_at = $2 WHERE merchant_id = $1",
+        " held_until = NULL, updated_at = $2 WHERE merchant_id = $1",
         merchant_id,
         now,
     )
