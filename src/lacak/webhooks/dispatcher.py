@@ -239,9 +239,11 @@ class Dispatcher:
         result (`store._holds`), so that new events are scheduled after it."""
         was_held = self.breaker.holding(job.merchant_id)
         cooldown = self.breaker.record(job.merchant_id, outcome.error_class, started)
-        if cooldown is None and not (was_held and not self.breaker.holding(job.merchant_id)):
-            return outcome
-        return replace(outcome, held_until=self.clock() + timedelta(seconds=cooldown or 0.0))
+        if cooldown is not None:  # opened, or a failed probe reopened it for longer
+            return replace(outcome, held_until=self.clock() + timedelta(seconds=cooldown))
+        if was_held and not self.breaker.holding(job.merchant_id):  # answered: new events go now
+            return replace(outcome, held_until=self.clock())
+        return outcome
 
     async def _attempt(self, job: Job) -> Outcome:
         now = self.clock()
